@@ -1,0 +1,391 @@
+"""Forms of the directory documents, laid out in tabs like Domino's.
+
+The console and ``importdirectory`` both validate through these forms, so a document is held to the
+same rules whichever way it arrives. Documents refer to each other by name (``to_field_name``).
+"""
+from crispy_forms.bootstrap import Tab, TabHolder
+from crispy_forms.helper import FormHelper
+from crispy_forms.layout import HTML, Column, Layout, Row
+from django import forms
+from django.core.exceptions import FieldDoesNotExist
+from django.utils.text import capfirst
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+
+from directory import models, validators
+
+
+class LinesField(forms.Field):
+    """A list of entries: one per line (commas also separate) in the console, a JSON list on import."""
+
+    widget = forms.Textarea(attrs={"rows": 3})
+
+    def __init__(self, *, separators=",\n", **kwargs):
+        self.separators = separators
+        kwargs.setdefault("required", False)
+        super().__init__(**kwargs)
+
+    def to_python(self, value):
+        if value in (None, ""):
+            return []
+        if isinstance(value, (list, tuple)):
+            if not all(isinstance(item, str) for item in value):
+                raise forms.ValidationError(_("Every entry must be text."), code="invalid_entry")
+            items = value
+        elif isinstance(value, str):
+            text = value
+            for separator in self.separators:
+                text = text.replace(separator, "\n")
+            items = text.splitlines()
+        else:
+            raise forms.ValidationError(_("Enter a list of entries."), code="invalid_list")
+        result = []
+        for item in (item.strip() for item in items):
+            if item and item not in result:
+                result.append(item)
+        return result
+
+    def prepare_value(self, value):
+        if isinstance(value, (list, tuple)):
+            return "\n".join(value)
+        return value
+
+    def has_changed(self, initial, data):
+        return self.to_python(initial) != self.to_python(data)
+
+
+class RoutesField(forms.Field):
+    """SMTP connection routes: ``domain host[:port]`` per line, or a JSON list of {domain, host}."""
+
+    widget = forms.Textarea(attrs={"rows": 3})
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("required", False)
+        super().__init__(**kwargs)
+
+    def to_python(self, value):
+        if value in (None, ""):
+            return []
+        if isinstance(value, list):
+            return value
+        if not isinstance(value, str):
+            raise forms.ValidationError(_("Enter one route per line: domain, then host."), code="invalid_route")
+        routes = []
+        for line in value.splitlines():
+            parts = line.replace("->", " ").split()
+            if not parts:
+                continue
+            if len(parts) != 2:
+                raise forms.ValidationError(
+                    _("“%(line)s”: write a domain pattern, then the destination host (partner.test 127.0.0.1:2626)."),
+                    code="invalid_route",
+                    params={"line": line.strip()},
+                )
+            routes.append({"domain": parts[0], "host": parts[1]})
+        return routes
+
+    def prepare_value(self, value):
+        if isinstance(value, list):
+            return "\n".join(f"{route.get('domain', '')} {route.get('host', '')}" for route in value if isinstance(route, dict))
+        return value
+
+    def has_changed(self, initial, data):
+        return self.to_python(initial) != self.to_python(data)
+
+
+def bool_choice_field(model_field):
+    """Domino shows Yes/No and Enabled/Disabled as choices; import sends true/false."""
+    return forms.TypedChoiceField(
+        choices=[(True, _("Yes")), (False, _("No"))],
+        coerce=lambda value: value in (True, "True", "true", "1", 1),
+        required=False,
+        empty_value=model_field.default,
+    )
+
+
+ENABLED_CHOICES = [(True, _("Enabled")), (False, _("Disabled"))]
+
+
+class DocumentForm(forms.ModelForm):
+    """Base form: capitalised labels, warnings the admin confirms, crispy tabs from ``tabs``."""
+
+    # ((tab label, [field or Row of Columns, ...]), ...)
+    tabs = ()
+    enabled_disabled_fields = ()
+    secret_fields = ()
+    confirm_warnings = forms.CharField(required=False, widget=forms.HiddenInput)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.warnings = []
+        for name, field in list(self.fields.items()):
+            model_field = self._model_field(name)
+            if model_field is None:
+                continue
+            label = field.label or capfirst(model_field.verbose_name)
+            if isinstance(model_field, models.models.BooleanField):
+                field = self.fields[name] = bool_choice_field(model_field)
+                if name in self.enabled_disabled_fields:
+                    field.choices = ENABLED_CHOICES
+            elif isinstance(model_field, models.models.ForeignKey):
+                field = self.fields[name] = forms.ModelChoiceField(
+                    model_field.related_model.objects.all(), to_field_name="name", required=False
+                )
+            field.label = label
+            field.help_text = field.help_text or model_field.help_text
+        self.helper = FormHelper(self)
+        self.helper.form_tag = False
+        self.helper.disable_csrf = True
+        if self.tabs:
+            self.helper.layout = Layout(
+                TabHolder(*(Tab(label, *items) for label, items in self.tabs)),
+                "confirm_warnings",
+            )
+
+    def _model_field(self, name):
+        try:
+            return self.Meta.model._meta.get_field(name)
+        except FieldDoesNotExist:
+            return None
+
+    def _post_clean(self):
+        super()._post_clean()
+        if not self.errors:
+            self.warnings = self.instance.warnings()
+            for field, _code, message in self.warnings:
+                if field in self.fields:
+                    original = self.fields[field].help_text
+                    self.fields[field].help_text = format_html(
+                        '<span class="text-warning-emphasis fw-semibold warning-text">⚠ {}</span><br>{}', message, original
+                    )
+
+    @property
+    def warning_codes(self):
+        return ",".join(sorted({code for _field, code, _message in self.warnings}))
+
+    @property
+    def unconfirmed_warnings(self):
+        """Warnings the admin has not yet seen and confirmed with “Save anyway”."""
+        confirmed = set(filter(None, (self.cleaned_data.get("confirm_warnings") or "").split(",")))
+        return [w for w in self.warnings if w[1] not in confirmed]
+
+    def ask_confirmation(self):
+        """Re-render with the warnings; the hidden field records that they were shown."""
+        data = self.data.copy()
+        data["confirm_warnings"] = self.warning_codes
+        self.data = data
+
+
+class ServerForm(DocumentForm):
+    enabled_disabled_fields = ("smtp_listener_enabled", "load_internet_sites")
+
+    listen_addresses = LinesField()
+    access_server = LinesField(separators="\n")
+    not_access_server = LinesField(separators="\n")
+
+    class Meta:
+        model = models.Server
+        fields = [
+            "name", "host_name", "smtp_listener_enabled", "load_internet_sites", "listen_addresses",
+            "access_server", "not_access_server", "internet_authentication", "tls_credentials",
+            "smtp_inbound_tcp_port", "smtp_inbound_tcp_status", "smtp_inbound_enforce_server_access",
+            "smtp_inbound_tcp_auth_name_password", "smtp_inbound_tcp_auth_anonymous",
+            "smtp_inbound_ssl_port", "smtp_inbound_ssl_status", "smtp_inbound_ssl_auth_client_certificate",
+            "smtp_inbound_ssl_auth_name_password", "smtp_inbound_ssl_auth_anonymous",
+            "smtp_outbound_tcp_port", "smtp_outbound_tcp_status", "smtp_outbound_ssl_port", "smtp_outbound_ssl_status",
+        ]
+
+    tabs = (
+        (_("Basics"), ["name", "host_name", "smtp_listener_enabled", "load_internet_sites", "listen_addresses"]),
+        (_("Security"), ["access_server", "not_access_server", "internet_authentication"]),
+        (_("Ports"), [HTML(format_html("<h5>{}</h5>", _("Internet Ports"))), "tls_credentials"]),
+        (_("Mail"), [
+            Row(
+                Column(
+                    HTML(format_html('<h5 id="smtp-inbound">{}</h5>', _("Mail (SMTP Inbound)"))),
+                    "smtp_inbound_tcp_port", "smtp_inbound_tcp_status", "smtp_inbound_enforce_server_access",
+                    "smtp_inbound_tcp_auth_name_password", "smtp_inbound_tcp_auth_anonymous",
+                    "smtp_inbound_ssl_port", "smtp_inbound_ssl_status", "smtp_inbound_ssl_auth_client_certificate",
+                    "smtp_inbound_ssl_auth_name_password", "smtp_inbound_ssl_auth_anonymous",
+                    css_class="col-md-6",
+                ),
+                Column(
+                    HTML(format_html('<h5 id="smtp-outbound">{}</h5>', _("Mail (SMTP Outbound)"))),
+                    "smtp_outbound_tcp_port", "smtp_outbound_tcp_status", "smtp_outbound_ssl_port", "smtp_outbound_ssl_status",
+                    css_class="col-md-6",
+                ),
+            )
+        ]),
+    )
+
+
+class ConfigurationSettingsForm(DocumentForm):
+    local_domains = LinesField()
+    internal_hosts = LinesField()
+    anti_relay_exclude_hosts = LinesField()
+    relay_allow_domains = LinesField()
+    relay_deny_domains = LinesField()
+    connection_allow_hosts = LinesField()
+    connection_deny_hosts = LinesField()
+    routes = RoutesField()
+    relay_auth_password = forms.CharField(
+        required=False, strip=False, widget=forms.PasswordInput(render_value=False),
+        help_text=_("Leave blank to keep the stored password. It is never shown again."),
+    )
+    enabled_disabled_fields = (
+        "smtp_outside_local_domain", "size_extension", "pipelining", "eightbitmime", "help_command", "vrfy_command",
+    )
+
+    class Meta:
+        model = models.ConfigurationSettings
+        fields = [
+            "server", "local_domains", "smtp_outside_local_domain", "relay_host", "relay_auth", "relay_auth_name",
+            "routes", "max_message_size_kb", "max_recipients", "starttls_inbound", "size_extension",
+            "pipelining", "eightbitmime", "help_command", "vrfy_command", "anti_relay_enforcement", "internal_hosts",
+            "anti_relay_exclude_hosts", "authenticated_users_relay", "relay_allow_domains", "relay_deny_domains",
+            "connection_allow_hosts", "connection_deny_hosts", "error_limit",
+        ]
+
+    tabs = (
+        (_("Basics"), ["server", "local_domains"]),
+        (_("Router/SMTP"), ["smtp_outside_local_domain", "relay_host", "relay_auth", "relay_auth_name", "relay_auth_password", "routes"]),
+        (_("Restrictions and Controls"), [
+            "anti_relay_enforcement", "internal_hosts", "anti_relay_exclude_hosts", "authenticated_users_relay",
+            "relay_allow_domains", "relay_deny_domains", "connection_allow_hosts", "connection_deny_hosts",
+            "max_message_size_kb", "max_recipients", "error_limit",
+        ]),
+        (_("Protocol"), ["starttls_inbound", "size_extension", "pipelining", "eightbitmime", "help_command", "vrfy_command"]),
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["server"].empty_label = _("* (default for all servers)")
+        self.fields["authenticated_users_relay"].choices = [
+            (True, _("Allow all authenticated users to relay")),
+            (False, _("Perform anti-relay checks for authenticated users")),
+        ]
+        self.fields["authenticated_users_relay"].label = _("Authenticated users")
+
+    def clean_routes(self):
+        routes = self.cleaned_data["routes"]
+        validators.validate_routes(routes)
+        return routes
+
+    def save(self, commit=True):
+        password = self.cleaned_data.get("relay_auth_password")
+        if password:
+            self.instance.relay_auth_password = password
+        return super().save(commit)
+
+
+class InternetSiteForm(DocumentForm):
+    mapped_addresses = LinesField(required=True)
+    servers = LinesField(separators="\n", required=True)
+
+    class Meta:
+        model = models.InternetSite
+        fields = [
+            "name", "site_type", "organization", "mapped_addresses", "servers", "tcp_auth_name_password",
+            "tcp_auth_anonymous", "ssl_auth_client_certificate", "ssl_auth_name_password", "ssl_auth_anonymous",
+            "tls_credentials",
+        ]
+
+    tabs = (
+        (_("Basics"), ["name", "site_type", "organization", "mapped_addresses", "servers"]),
+        (_("Security"), [
+            "tcp_auth_name_password", "tcp_auth_anonymous", "ssl_auth_client_certificate", "ssl_auth_name_password",
+            "ssl_auth_anonymous", "tls_credentials",
+        ]),
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not self.instance.pk and not self.initial.get("organization"):
+            first = models.Server.objects.first()
+            if first:
+                self.initial["organization"] = first.organization
+
+
+class PersonForm(DocumentForm):
+    internet_password = forms.CharField(
+        label=_("Internet password"), required=False, strip=False, widget=forms.PasswordInput(render_value=False),
+        help_text=_("Leave blank to keep the current password. Stored only as a hash, never shown."),
+    )
+    clear_internet_password = forms.BooleanField(
+        label=_("Remove the Internet password"), required=False, help_text=_("The person can no longer use SMTP AUTH."),
+    )
+
+    class Meta:
+        model = models.Person
+        fields = ["full_name", "first_name", "last_name", "short_name", "internet_address"]
+
+    tabs = (
+        (_("Basics"), ["full_name", "first_name", "last_name", "short_name", "internet_address", "internet_password", "clear_internet_password"]),
+    )
+
+    def save(self, commit=True):
+        if self.cleaned_data.get("clear_internet_password"):
+            self.instance.set_internet_password("")
+        elif self.cleaned_data.get("internet_password"):
+            self.instance.set_internet_password(self.cleaned_data["internet_password"])
+        return super().save(commit)
+
+
+class GroupForm(DocumentForm):
+    members = LinesField(separators="\n")
+
+    class Meta:
+        model = models.Group
+        fields = ["name", "group_type", "members"]
+
+    tabs = ((_("Basics"), ["name", "group_type", "members"]),)
+
+
+class TLSCredentialsForm(DocumentForm):
+    private_key_pem = forms.CharField(
+        label=_("Private key (PEM)"), required=False, strip=False,
+        widget=forms.Textarea(attrs={"rows": 4, "autocomplete": "off"}),
+        help_text=_("The unencrypted private key. Never shown again; leave blank to keep the stored key."),
+    )
+
+    class Meta:
+        model = models.TLSCredentials
+        fields = ["name", "certificate_pem", "private_key_pem"]
+        widgets = {"certificate_pem": forms.Textarea(attrs={"rows": 8})}
+
+    tabs = ((_("Basics"), ["name", "certificate_pem", "private_key_pem"]),)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.initial.pop("private_key_pem", None)
+        if not self.instance.pk:
+            self.fields["private_key_pem"].required = True
+
+    def clean_private_key_pem(self):
+        value = self.cleaned_data.get("private_key_pem")
+        return value or self.instance.private_key_pem
+
+
+class GenerateCertificateForm(forms.Form):
+    """The “generate a self-signed certificate for this server” action."""
+
+    days = forms.IntegerField(
+        label=_("Valid for (days)"), min_value=1, max_value=825, initial=397,
+        help_text=_("Browsers and many mail servers refuse certificates valid for more than 397 days."),
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.helper = FormHelper(self)
+        self.helper.form_tag = False
+        self.helper.disable_csrf = True
+
+
+FORMS = {
+    models.Server: ServerForm,
+    models.ConfigurationSettings: ConfigurationSettingsForm,
+    models.InternetSite: InternetSiteForm,
+    models.Person: PersonForm,
+    models.Group: GroupForm,
+    models.TLSCredentials: TLSCredentialsForm,
+}

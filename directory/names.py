@@ -1,0 +1,143 @@
+"""Domino name matching: hierarchical names, wildcards and nested groups.
+
+Pure functions, free of the ORM, so the listener's policy and the console share them and a table
+of cases can test them. Names compare without regard to case, as in Domino.
+
+*Decision* (docs/decisions.md): a wildcard entry ``*/Sales/Acme`` matches every name whose trailing
+components are ``Sales/Acme``, at any depth below it; ``*`` matches every name.
+"""
+from dataclasses import dataclass
+
+CANONICAL_PREFIXES = ("cn=", "ou=", "o=", "c=")
+
+# Group types whose members count in access lists; Mail-only groups do not, as in Domino.
+ACCESS_GROUP_TYPES = frozenset({"multi_purpose", "acl_only"})
+
+
+def abbreviate(name):
+    """Turn ``CN=Jane Doe/OU=Sales/O=Acme`` into ``Jane Doe/Sales/Acme`` and trim blanks."""
+    parts = []
+    for part in str(name).split("/"):
+        part = part.strip()
+        if part.lower().startswith(CANONICAL_PREFIXES):
+            part = part.split("=", 1)[1].strip()
+        parts.append(part)
+    return "/".join(parts)
+
+
+def components(name):
+    """Components of a name, lower-cased for comparison."""
+    return [part.lower() for part in abbreviate(name).split("/")]
+
+
+def is_valid_name(name, hierarchical=False):
+    """A name has no empty component; a hierarchical one has at least two."""
+    parts = abbreviate(name).split("/")
+    if any(not part for part in parts):
+        return False
+    return len(parts) >= 2 or not hierarchical
+
+
+def organization(name):
+    """The organization of a hierarchical name is its last component (``mail1/Acme`` -> ``Acme``)."""
+    parts = abbreviate(name).split("/")
+    return parts[-1] if len(parts) >= 2 else ""
+
+
+def is_wildcard(entry):
+    entry = abbreviate(entry)
+    return entry == "*" or entry.startswith("*/")
+
+
+def wildcard_matches(name, entry):
+    """Does the wildcard entry (``*`` or ``*/Sales/Acme``) cover this name?"""
+    entry_parts = components(entry)
+    if entry_parts == ["*"]:
+        return True
+    suffix = entry_parts[1:]
+    name_parts = components(name)
+    return len(name_parts) > len(suffix) and name_parts[-len(suffix):] == suffix
+
+
+def same_name(a, b):
+    return components(a) == components(b)
+
+
+@dataclass(frozen=True)
+class Match:
+    """Which access-list entry matched, and through which groups (outermost first)."""
+
+    entry: str
+    via_groups: tuple = ()
+
+    def explain(self):
+        if not self.via_groups:
+            return self.entry
+        return " > ".join(self.via_groups + (self.entry,))
+
+
+def match_access_list(name, entries, groups, aliases=()):
+    """Return the first Match of ``name`` (or one of its ``aliases``) in an access list, or None.
+
+    ``groups`` maps a lower-cased group name to ``(group_type, members)``. Groups nest to any depth;
+    a group already being expanded is skipped, so cycles end. Mail-only groups are ignored.
+    """
+    candidates = [name, *aliases]
+
+    def direct(entry):
+        if is_wildcard(entry):
+            return any(wildcard_matches(candidate, entry) for candidate in candidates)
+        return any(same_name(candidate, entry) for candidate in candidates)
+
+    def search(entry_list, path, visiting):
+        for entry in entry_list:
+            if direct(entry):
+                return Match(abbreviate(entry), path)
+            key = abbreviate(entry).lower()
+            group = groups.get(key)
+            if group is None or key in visiting:
+                continue
+            group_type, members = group
+            if group_type not in ACCESS_GROUP_TYPES:
+                continue
+            found = search(members, path + (abbreviate(entry),), visiting | {key})
+            if found:
+                return found
+        return None
+
+    return search(entries, (), frozenset())
+
+
+def expand_group(group_name, groups):
+    """Every non-group member reachable from a group, cycles included once (for display)."""
+    seen, result, stack = set(), [], [abbreviate(group_name).lower()]
+    while stack:
+        key = stack.pop()
+        if key in seen or key not in groups:
+            continue
+        seen.add(key)
+        for member in groups[key][1]:
+            member_key = abbreviate(member).lower()
+            if member_key in groups:
+                stack.append(member_key)
+            elif member not in result:
+                result.append(member)
+    return result
+
+
+def find_cycle(group_name, groups):
+    """Return the names forming a cycle through ``group_name`` (for a warning), or None."""
+    start = abbreviate(group_name).lower()
+
+    def walk(key, path):
+        for member in groups.get(key, ("", []))[1]:
+            member_key = abbreviate(member).lower()
+            if member_key == start:
+                return path + [abbreviate(member)]
+            if member_key in groups and member_key not in {p.lower() for p in path}:
+                found = walk(member_key, path + [abbreviate(member)])
+                if found:
+                    return found
+        return None
+
+    return walk(start, [abbreviate(group_name)])

@@ -1,0 +1,215 @@
+"""Validators for the entries of the directory's list fields (hosts, addresses, domains, names)."""
+import ipaddress
+import re
+
+from django.core.exceptions import ValidationError
+from django.utils.deconstruct import deconstructible
+from django.utils.translation import gettext_lazy as _
+
+from directory import names
+
+HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$", re.IGNORECASE)
+
+
+def is_host_name(value):
+    """RFC 1123 host name: dot-separated labels of letters, digits and hyphens, 253 characters at most."""
+    value = value.rstrip(".")
+    if not value or len(value) > 253:
+        return False
+    labels = value.split(".")
+    if all(label.isdigit() for label in labels):
+        return False
+    return all(HOST_LABEL.match(label) for label in labels)
+
+
+def is_ip_or_network(value):
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        return False
+    return True
+
+
+def validate_host_name(value):
+    if not is_host_name(value):
+        raise ValidationError(_("“%(value)s” is not a valid host name."), code="invalid_host", params={"value": value})
+
+
+def validate_ip_address(value):
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ValidationError(
+            _("“%(value)s” is not a valid IP address."), code="invalid_ip", params={"value": value}
+        ) from None
+
+
+def validate_ip_or_network(value):
+    """An IP address or a CIDR range such as 192.0.2.0/24 with no host bits set."""
+    try:
+        ipaddress.ip_network(value, strict=True)
+    except ValueError:
+        raise ValidationError(
+            _("“%(value)s” is not a valid IP address or CIDR range (such as 192.0.2.0/24)."),
+            code="invalid_cidr",
+            params={"value": value},
+        ) from None
+
+
+def validate_host_entry(value):
+    """An IP address, a CIDR range, or a host name."""
+    if "/" in value or ":" in value or value.replace(".", "").isdigit():
+        validate_ip_or_network(value)
+    elif not is_host_name(value):
+        raise ValidationError(
+            _("“%(value)s” is neither an IP address, a CIDR range nor a host name."),
+            code="invalid_host",
+            params={"value": value},
+        )
+
+
+def validate_mapped_address(value):
+    """``*``, an IP address or a host name of a local interface."""
+    if value == "*":
+        return
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        if not is_host_name(value):
+            raise ValidationError(
+                _("“%(value)s” is neither *, an IP address nor a host name."),
+                code="invalid_host",
+                params={"value": value},
+            ) from None
+
+
+def split_host_port(value, default_port=None):
+    """Split ``host``, ``host:port``, ``[v6]:port`` or a bare IPv6 address into (host, port)."""
+    value = value.strip()
+    if value.startswith("["):
+        host, _sep, rest = value[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else None
+        if rest and not rest.startswith(":"):
+            raise ValueError(value)
+    elif value.count(":") == 1:
+        host, port = value.split(":")
+    else:
+        host, port = value, None
+    if port is None:
+        return host, default_port
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(value)
+    return host, int(port)
+
+
+def validate_host_port(value):
+    """``host`` or ``host:port`` with a port from 1 to 65535."""
+    try:
+        host, _port = split_host_port(value)
+    except ValueError:
+        raise ValidationError(
+            _("“%(value)s” is not host or host:port with a port from 1 to 65535."),
+            code="invalid_host_port",
+            params={"value": value},
+        ) from None
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if not is_host_name(host):
+            raise ValidationError(
+                _("“%(value)s” is not a valid host name or IP address."), code="invalid_host", params={"value": host}
+            ) from None
+
+
+def validate_domain(value):
+    """A mail domain, optionally written ``*.acme.test`` or ``.acme.test`` for its subdomains."""
+    bare = value[2:] if value.startswith("*.") else value[1:] if value.startswith(".") else value
+    if not is_host_name(bare) or "." not in bare.strip("."):
+        raise ValidationError(
+            _("“%(value)s” is not a valid domain (such as acme.test or *.acme.test)."),
+            code="invalid_domain",
+            params={"value": value},
+        )
+
+
+def validate_name(value):
+    """A Domino name: no empty component between slashes."""
+    if not names.is_valid_name(value):
+        raise ValidationError(
+            _("“%(value)s” is not a valid name (components separated by /, none empty)."),
+            code="invalid_name",
+            params={"value": value},
+        )
+
+
+def validate_name_or_wildcard(value):
+    """An access-list entry: a name, a group name, ``*`` or ``*/Org``."""
+    if value == "*" or value.startswith("*/"):
+        if value != "*" and not names.is_valid_name(value[2:]):
+            raise ValidationError(
+                _("“%(value)s” is not a valid wildcard (such as */Sales/Acme)."),
+                code="invalid_name",
+                params={"value": value},
+            )
+        return
+    validate_name(value)
+
+
+def validate_hierarchical_name(value):
+    if not names.is_valid_name(value, hierarchical=True):
+        raise ValidationError(
+            _("“%(value)s” is not a hierarchical name such as mail1/Acme."),
+            code="invalid_name",
+            params={"value": value},
+        )
+
+
+def validate_server_entry(value):
+    """A server name or ``*`` (all servers), as in a Site document's hosting list."""
+    if value != "*":
+        validate_hierarchical_name(value)
+
+
+@deconstructible
+class EachValidator:
+    """Check every item of a list field with an entry validator (deconstructible for migrations)."""
+
+    def __init__(self, entry_validator):
+        self.entry_validator = entry_validator
+
+    def __call__(self, values):
+        errors = []
+        if not isinstance(values, list):
+            raise ValidationError(_("Enter a list of entries."), code="invalid_list")
+        for value in values:
+            try:
+                if not isinstance(value, str):
+                    raise ValidationError(
+                        _("“%(value)s” is not text."), code="invalid_entry", params={"value": value}
+                    )
+                self.entry_validator(value)
+            except ValidationError as error:
+                errors.extend(error.error_list)
+        if errors:
+            raise ValidationError(errors)
+
+    def __eq__(self, other):
+        return isinstance(other, EachValidator) and other.entry_validator is self.entry_validator
+
+
+def validate_routes(routes):
+    """SMTP connection routes: a list of {"domain": pattern, "host": host or host:port}."""
+    errors = []
+    for route in routes or []:
+        if not isinstance(route, dict) or set(route) != {"domain", "host"}:
+            errors.append(
+                ValidationError(_("Each route needs exactly a domain and a host."), code="invalid_route")
+            )
+            continue
+        for validator, value in ((validate_domain, route["domain"]), (validate_host_port, route["host"])):
+            try:
+                validator(str(value))
+            except ValidationError as error:
+                errors.extend(error.error_list)
+    if errors:
+        raise ValidationError(errors)

@@ -1,0 +1,41 @@
+"""Test-wide settings overrides and shared fixtures."""
+import pytest
+from django.contrib.auth.models import Group as AuthGroup
+from django.contrib.auth.models import User
+
+from adminconsole import roles
+
+
+@pytest.fixture(autouse=True)
+def _test_settings(settings, tmp_path):
+    """Plain static storage, no HTTPS redirect, fast hashing, and no login lock-outs between tests."""
+    settings.SECURE_SSL_REDIRECT = False
+    settings.SESSION_COOKIE_SECURE = False
+    settings.CSRF_COOKIE_SECURE = False
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.STORAGES = {
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+
+
+def make_user(username, role=None, password="console-pass-1234"):
+    user = User.objects.create_user(username, password=password)
+    if role:
+        user.groups.add(AuthGroup.objects.get_or_create(name=role)[0])
+    return user
+
+
+@pytest.fixture
+def reader(db):
+    return make_user("reader", roles.READER)
+
+
+@pytest.fixture
+def editor(db):
+    return make_user("editor", roles.EDITOR)
+
+
+@pytest.fixture
+def manager(db):
+    return make_user("manager", roles.MANAGER)
