@@ -21,7 +21,7 @@ setup: venv
 	DEBUG=1 $(PY) manage.py loaddemo
 
 run: setup
-	DEBUG=1 $(PY) manage.py runconsole --host $(HOST) --port $(PORT)
+	DEBUG=1 $(PY) manage.py runconsole --host $(HOST) --port $(PORT) --server "mail1/Acme"
 
 test: venv
 	$(PY) -m pytest -p no:cacheprovider -n 2

@@ -1,3 +1,18 @@
-from django.urls import path
+"""URLs of the console. Every page needs a login (LoginRequiredMiddleware) except the login page and
+the language switcher; roles are checked by each view (adminconsole.permissions)."""
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
 
-urlpatterns = []
+from adminconsole import views
+
+urlpatterns = [
+    path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("i18n/setlang/", views.set_language, name="set_language"),
+    path("", views.DashboardView.as_view(), name="dashboard"),
+    path("audit/", views.AuditListView.as_view(), name="audit-list"),
+    path("users/", views.UserListView.as_view(), name="user-list"),
+    path("users/new/", views.UserCreateView.as_view(), name="user-create"),
+    path("users/<int:pk>/role/", views.UserRoleView.as_view(), name="user-role"),
+    path("", include("directory.urls")),
+]

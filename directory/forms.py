@@ -131,6 +131,12 @@ class DocumentForm(forms.ModelForm):
                 field = self.fields[name] = forms.ModelChoiceField(
                     model_field.related_model.objects.all(), to_field_name="name", required=False
                 )
+                if self.initial.get(name) is not None and self.initial[name] == getattr(self.instance, model_field.attname):
+                    # The instance gives the primary key but the choices are names: select the current one.
+                    self.initial[name] = getattr(self.instance, name).name
+            if field.initial is None and model_field.has_default():
+                # A new document shows its defaults on the fields declared or replaced here too.
+                field.initial = model_field.default
             field.label = label
             field.help_text = field.help_text or model_field.help_text
         self.helper = FormHelper(self)

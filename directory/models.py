@@ -87,9 +87,26 @@ class Document(models.Model):
 
     # Fields whose values the audit trail and export never show.
     secret_fields = ()
+    # The field that names the document: unique without regard to case, as names compare in Domino.
+    name_field = "name"
 
     class Meta:
         abstract = True
+
+    def validate_unique(self, exclude=None):
+        """Django checks the exact name; also refuse one that differs from another only in case."""
+        errors = {}
+        try:
+            super().validate_unique(exclude)
+        except ValidationError as error:
+            errors = error.update_error_dict(errors)
+        field = self.name_field
+        value = getattr(self, field) if field else None
+        if value and field not in errors and field not in (exclude or ()):
+            if type(self)._default_manager.filter(**{f"{field}__iexact": value}).exclude(pk=self.pk).exists():
+                errors[field] = [self.unique_error_message(type(self), (field,))]
+        if errors:
+            raise ValidationError(errors)
 
     def warnings(self):
         """Advisory problems: ``[(field, code, message)]``. The admin may save anyway."""
@@ -128,6 +145,8 @@ class TLSCredentials(Document):
     def clean(self):
         from directory import tls
 
+        if not self.certificate_pem or not self.private_key_pem:
+            return  # a blank PEM field is reported by its own required check
         try:
             info = tls.inspect(self.certificate_pem, self.private_key_pem)
         except tls.CredentialError as error:
@@ -473,6 +492,7 @@ class ConfigurationSettings(Document):
     )
 
     secret_fields = ("relay_auth_password",)
+    name_field = None
 
     class Meta:
         verbose_name = _("configuration settings")
@@ -480,7 +500,7 @@ class ConfigurationSettings(Document):
         ordering = ["server__name"]
 
     def __str__(self):
-        return self.server.name if self.server_id else _("* (default)")
+        return self.server.name if self.server_id else str(_("* (default)"))
 
     @property
     def server_label(self):
@@ -605,6 +625,7 @@ class Person(Document):
     )
 
     secret_fields = ("internet_password",)
+    name_field = "full_name"
 
     class Meta:
         verbose_name = _("person")

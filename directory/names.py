@@ -80,32 +80,35 @@ def match_access_list(name, entries, groups, aliases=()):
     """Return the first Match of ``name`` (or one of its ``aliases``) in an access list, or None.
 
     ``groups`` maps a lower-cased group name to ``(group_type, members)``. Groups nest to any depth;
-    a group already being expanded is skipped, so cycles end. Mail-only groups are ignored.
+    each group is expanded once per lookup (a second visit cannot find what the first did not), so
+    cycles end and densely nested groups stay linear. Mail-only groups are ignored.
     """
     candidates = [name, *aliases]
+    expanded = set()
 
     def direct(entry):
         if is_wildcard(entry):
             return any(wildcard_matches(candidate, entry) for candidate in candidates)
         return any(same_name(candidate, entry) for candidate in candidates)
 
-    def search(entry_list, path, visiting):
+    def search(entry_list, path):
         for entry in entry_list:
             if direct(entry):
                 return Match(abbreviate(entry), path)
             key = abbreviate(entry).lower()
             group = groups.get(key)
-            if group is None or key in visiting:
+            if group is None or key in expanded:
                 continue
             group_type, members = group
             if group_type not in ACCESS_GROUP_TYPES:
                 continue
-            found = search(members, path + (abbreviate(entry),), visiting | {key})
+            expanded.add(key)
+            found = search(members, path + (abbreviate(entry),))
             if found:
                 return found
         return None
 
-    return search(entries, (), frozenset())
+    return search(entries, ())
 
 
 def expand_group(group_name, groups):
@@ -128,13 +131,15 @@ def expand_group(group_name, groups):
 def find_cycle(group_name, groups):
     """Return the names forming a cycle through ``group_name`` (for a warning), or None."""
     start = abbreviate(group_name).lower()
+    walked = {start}
 
     def walk(key, path):
         for member in groups.get(key, ("", []))[1]:
             member_key = abbreviate(member).lower()
             if member_key == start:
                 return path + [abbreviate(member)]
-            if member_key in groups and member_key not in {p.lower() for p in path}:
+            if member_key in groups and member_key not in walked:
+                walked.add(member_key)
                 found = walk(member_key, path + [abbreviate(member)])
                 if found:
                     return found

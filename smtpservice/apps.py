@@ -5,3 +5,9 @@ from django.utils.translation import gettext_lazy as _
 class SmtpServiceConfig(AppConfig):
     name = "smtpservice"
     verbose_name = _("SMTP service")
+
+    def ready(self):
+        """Bump the directory revision on every saved or deleted document, so listeners reload."""
+        from smtpservice import snapshot
+
+        snapshot.connect_signals()

@@ -1,9 +1,23 @@
 """Test-wide settings overrides and shared fixtures."""
 import pytest
+from django.utils import translation
 from django.contrib.auth.models import Group as AuthGroup
 from django.contrib.auth.models import User
 
 from adminconsole import roles
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _plain_http():
+    """The live server of browser tests speaks plain HTTP on loopback: no HTTPS redirect or secure cookies.
+
+    Set on the settings object before any server thread loads the middleware.
+    """
+    from django.conf import settings
+
+    settings.SECURE_SSL_REDIRECT = False
+    settings.SESSION_COOKIE_SECURE = False
+    settings.CSRF_COOKIE_SECURE = False
 
 
 @pytest.fixture(autouse=True)
@@ -17,6 +31,13 @@ def _test_settings(settings, tmp_path):
         "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
+
+
+@pytest.fixture(autouse=True)
+def _english():
+    """Each test starts in English, whatever language a previous test activated on this thread."""
+    with translation.override("en"):
+        yield
 
 
 def make_user(username, role=None, password="console-pass-1234"):

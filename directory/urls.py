@@ -1,0 +1,29 @@
+"""URLs of the directory documents: the same five pages for every document type, named
+``directory:<model_name>-list|detail|create|update|delete``."""
+from django.urls import path
+
+from directory import views
+
+app_name = "directory"
+
+
+def document_urls(document_type):
+    detail_view = views.DETAIL_VIEWS.get(document_type.model, views.DocumentDetailView)
+    pages = (
+        ("", views.DocumentListView, "list"),
+        ("new/", views.DocumentEditView, "create"),
+        ("<int:pk>/", detail_view, "detail"),
+        ("<int:pk>/edit/", views.DocumentEditView, "update"),
+        ("<int:pk>/delete/", views.DocumentDeleteView, "delete"),
+    )
+    return [
+        path(f"{document_type.url_prefix}/{route}", view.as_view(document_type=document_type), name=f"{document_type.name}-{action}")
+        for route, view, action in pages
+    ]
+
+
+urlpatterns = [
+    url for document_type in views.DOCUMENT_TYPES for url in document_urls(document_type)
+] + [
+    path("servers/<int:pk>/generate-certificate/", views.GenerateCertificateView.as_view(), name="server-generate-certificate"),
+]

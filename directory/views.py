@@ -1,0 +1,411 @@
+"""Console pages of the directory documents.
+
+One generic set of views (list, detail, create, edit, delete) serves every document type; a
+``DocumentType`` says what differs: its URL prefix, what the list searches and shows, and which
+role may change it. Every write goes through ``directory.audit`` so the trail records it.
+"""
+import functools
+import operator
+from dataclasses import dataclass
+
+from crispy_forms.layout import HTML, Row
+from django import forms as django_forms
+from django.contrib import messages
+from django.core.exceptions import FieldDoesNotExist, ValidationError
+from django.db import transaction
+from django.db.models import ProtectedError, Q
+from django.shortcuts import redirect
+from django.urls import reverse
+from django.utils import formats, timezone
+from django.utils.decorators import method_decorator
+from django.utils.safestring import mark_safe
+from django.utils.text import capfirst, slugify
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
+from django.views.decorators.cache import never_cache
+from django.views.generic import DeleteView, DetailView, FormView, ListView, UpdateView
+from django.views.generic.detail import SingleObjectMixin
+
+from adminconsole import roles
+from adminconsole.permissions import RoleRequiredMixin
+from directory import models, tls
+from directory.audit import delete_document, save_document
+from directory.forms import FORMS, GenerateCertificateForm, ServerForm, TLSCredentialsForm
+
+EMPTY = "—"
+PAGE_SIZE = 25
+# How a stored secret is shown instead of its value.
+SECRET_STATES = {"internet_password": (_("set"), _("not set"))}
+STORED_STATES = (_("stored"), _("not stored"))
+
+
+@dataclass(frozen=True)
+class DocumentType:
+    """What the generic views need to know about one kind of document."""
+
+    model: type
+    url_prefix: str
+    search_fields: tuple
+    columns: tuple
+    edit_role: str = roles.EDITOR
+    # Fields computed on save, shown read-only on the detail page after the form's own.
+    read_only_fields: tuple = ()
+
+    @property
+    def name(self):
+        return self.model._meta.model_name
+
+    @property
+    def verbose_name(self):
+        return self.model._meta.verbose_name
+
+    @property
+    def verbose_name_plural(self):
+        return self.model._meta.verbose_name_plural
+
+    @property
+    def form_class(self):
+        return FORMS[self.model]
+
+    def url(self, action, pk=None):
+        return reverse(f"directory:{self.name}-{action}", args=[] if pk is None else [pk])
+
+
+DOCUMENT_TYPES = (
+    DocumentType(
+        models.Server, "servers", ("name", "host_name"),
+        ("name", "host_name", "smtp_listener_enabled", "smtp_inbound_tcp_port", "smtp_inbound_tcp_status",
+         "smtp_inbound_ssl_port", "smtp_inbound_ssl_status", "tls_credentials"),
+    ),
+    DocumentType(
+        models.ConfigurationSettings, "configurations", ("server__name", "relay_host", "local_domains"),
+        ("server", "local_domains", "relay_host", "starttls_inbound", "anti_relay_enforcement"),
+    ),
+    DocumentType(
+        models.InternetSite, "sites", ("name", "organization", "mapped_addresses", "servers"),
+        ("name", "organization", "mapped_addresses", "servers", "tls_credentials"),
+    ),
+    DocumentType(
+        models.Person, "people", ("full_name", "first_name", "last_name", "short_name", "internet_address"),
+        ("full_name", "short_name", "internet_address", "internet_password"),
+        edit_role=roles.MANAGER,
+    ),
+    DocumentType(models.Group, "groups", ("name", "members"), ("name", "group_type", "members")),
+    DocumentType(
+        models.TLSCredentials, "tls", ("name", "subject", "host_names"), ("name", "subject", "not_after"),
+        read_only_fields=("subject", "host_names", "not_after"),
+    ),
+)
+BY_NAME = {document_type.name: document_type for document_type in DOCUMENT_TYPES}
+BY_MODEL = {document_type.model: document_type for document_type in DOCUMENT_TYPES}
+
+
+class Presenter:
+    """Labels and values of one document type as the admin reads them on its form."""
+
+    def __init__(self, document_type, instance=None):
+        self.document_type = document_type
+        self.form = document_type.form_class(instance=instance)
+
+    def model_field(self, name):
+        try:
+            return self.document_type.model._meta.get_field(name)
+        except FieldDoesNotExist:
+            return None
+
+    def label(self, name):
+        if name in self.form.fields:
+            return self.form.fields[name].label
+        model_field = self.model_field(name)
+        return capfirst(model_field.verbose_name) if model_field is not None else name
+
+    def display(self, name, value):
+        """The text for a stored value: choice labels, documents by name, one list entry per line."""
+        if value is None or value == "" or value == []:
+            return EMPTY
+        form_field = self.form.fields.get(name)
+        if isinstance(value, bool) and not isinstance(form_field, django_forms.ChoiceField):
+            return gettext("Yes") if value else gettext("No")
+        if isinstance(form_field, django_forms.ModelChoiceField):
+            return str(value)
+        choices = getattr(form_field, "choices", None) or getattr(self.model_field(name), "flatchoices", None)
+        if choices and not isinstance(value, (list, dict)):
+            labels = {str(key): label for key, label in choices}
+            return labels.get(str(value), value)
+        if isinstance(value, list):
+            if form_field is not None:
+                return form_field.prepare_value(value)
+            return "\n".join(str(item) for item in value)
+        if hasattr(value, "tzinfo"):
+            return formats.localize(timezone.localtime(value))
+        return value
+
+    def value(self, instance, name):
+        """The display value of one field of a document; secrets only say whether they are stored."""
+        if name in self.document_type.model.secret_fields:
+            shown, missing = SECRET_STATES.get(name, STORED_STATES)
+            return shown if getattr(instance, name) else missing
+        return self.display(name, getattr(instance, name))
+
+    def tabs(self, instance):
+        """The document's tabs, each a list of columns of headings and ``(label, value)`` fields."""
+        tabs = []
+        for label, items in self.form.tabs:
+            tabs.append({"label": label, "id": f"tab-{slugify(str(label))}", "columns": self._columns(instance, items)})
+        if self.document_type.read_only_fields:
+            tabs[0]["columns"][0].extend(self._entries(instance, self.document_type.read_only_fields))
+        return tabs
+
+    def _columns(self, instance, items):
+        """A Row of Columns lays its columns side by side; anything else goes in the first column."""
+        main, columns = [], []
+        for item in items:
+            if isinstance(item, Row):
+                columns.extend(self._entries(instance, column.fields) for column in item.fields)
+            else:
+                main.extend(self._entries(instance, [item]))
+        return ([main] if main else []) + columns
+
+    def _entries(self, instance, items):
+        entries = []
+        for item in items:
+            if isinstance(item, str):
+                if self.model_field(item) is not None:
+                    entries.append({"name": item, "label": self.label(item), "value": self.value(instance, item)})
+            elif isinstance(item, HTML):
+                entries.append({"heading": mark_safe(item.html)})
+            elif hasattr(item, "fields"):
+                entries.extend(self._entries(instance, item.fields))
+        return entries
+
+
+def with_change_rows(entries):
+    """Give each audit entry ``change_rows``: (label, old, new) in the words of its document's form."""
+    presenters = {}
+    entries = list(entries)
+    for entry in entries:
+        document_type = BY_NAME.get(entry.document_type)
+        if document_type is None:
+            entry.change_rows = [(name, old or EMPTY, new or EMPTY) for name, (old, new) in entry.changes.items()]
+            continue
+        if document_type not in presenters:
+            presenters[document_type] = Presenter(document_type)
+        presenter = presenters[document_type]
+        entry.document_type_label = capfirst(document_type.verbose_name)
+        entry.change_rows = [
+            (presenter.label(name), presenter.display(name, old), presenter.display(name, new))
+            for name, (old, new) in entry.changes.items()
+        ]
+    return entries
+
+
+def labelled_warnings(document):
+    """A document's warnings as ``(field label, message)``, for the admin who has to act on them."""
+    presenter = Presenter(BY_MODEL[type(document)], document)
+    return [(presenter.label(field), message) for field, _code, message in document.warnings()]
+
+
+def audit_entries_of(instance):
+    return models.AuditEntry.objects.filter(
+        document_type=instance._meta.model_name, object_id=str(instance.pk)
+    ).select_related("user")
+
+
+class DocumentViewMixin(RoleRequiredMixin):
+    """Views of one document type, given as ``as_view(document_type=...)``."""
+
+    document_type = None
+
+    def get_edit_role(self):
+        return self.document_type.edit_role
+
+    def get_queryset(self):
+        return self.document_type.model.objects.all()
+
+    def get_context_data(self, **kwargs):
+        kwargs.setdefault("document_type", self.document_type)
+        return super().get_context_data(**kwargs)
+
+
+class DocumentListView(DocumentViewMixin, ListView):
+    """The “view” of a document type: a searchable, paged table."""
+
+    paginate_by = PAGE_SIZE
+    template_name = "directory/document_list.html"
+
+    def search_text(self):
+        return self.request.GET.get("q", "").strip()
+
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        text = self.search_text()
+        if text:
+            queryset = queryset.filter(
+                functools.reduce(operator.or_, (Q(**{f"{name}__icontains": text}) for name in self.document_type.search_fields))
+            )
+        return queryset
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        presenter = Presenter(self.document_type)
+        columns = self.document_type.columns
+        context.update(
+            q=self.search_text(),
+            headers=[presenter.label(name) for name in columns],
+            rows=[(document, [presenter.value(document, name) for name in columns]) for document in context["object_list"]],
+        )
+        return context
+
+
+class DocumentDetailView(DocumentViewMixin, DetailView):
+    """A document read-only, tab by tab, with its warnings and its audit trail."""
+
+    def get_template_names(self):
+        return [f"directory/{self.document_type.name}_detail.html", "directory/document_detail.html"]
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        presenter = Presenter(self.document_type, self.object)
+        context.update(
+            tabs=presenter.tabs(self.object),
+            warnings=labelled_warnings(self.object),
+            audit_entries=with_change_rows(audit_entries_of(self.object)),
+        )
+        return context
+
+
+class ServerDetailView(DocumentDetailView):
+    """Adds the “generate a self-signed certificate” action."""
+
+    def get_context_data(self, **kwargs):
+        kwargs.setdefault("generate_form", GenerateCertificateForm())
+        return super().get_context_data(**kwargs)
+
+
+DETAIL_VIEWS = {models.Server: ServerDetailView}
+
+
+@method_decorator(never_cache, name="dispatch")
+class DocumentEditView(DocumentViewMixin, UpdateView):
+    """Create (no pk) or edit a document; warnings are shown and must be confirmed with “Save anyway”."""
+
+    edit_page = True
+    template_name = "directory/document_form.html"
+
+    def get_object(self, queryset=None):
+        return super().get_object(queryset) if "pk" in self.kwargs else None
+
+    def get_form_class(self):
+        return self.document_type.form_class
+
+    def get_form_kwargs(self):
+        kwargs = super().get_form_kwargs()
+        if "data" in kwargs and "save_anyway" not in kwargs["data"]:
+            # Only “Save anyway” confirms the warnings shown; “Save” checks them again.
+            data = kwargs["data"].copy()
+            data["confirm_warnings"] = ""
+            kwargs["data"] = data
+        return kwargs
+
+    def form_valid(self, form):
+        if form.unconfirmed_warnings:
+            form.ask_confirmation()
+            for field in form.fields.values():
+                if isinstance(field.widget, django_forms.PasswordInput):
+                    # Keep the password just typed for “Save anyway”, or it would be lost silently.
+                    field.widget.render_value = True
+            warnings = [(form.fields[field].label if field in form.fields else "", message) for field, _code, message in form.warnings]
+            return self.render_to_response(self.get_context_data(form=form, warnings=warnings))
+        self.object = save_document(form, self.request.user)
+        messages.success(
+            self.request,
+            gettext("%(type)s “%(name)s” was saved.") % {"type": capfirst(self.document_type.verbose_name), "name": self.object},
+        )
+        return redirect(self.object)
+
+    def form_invalid(self, form):
+        messages.error(self.request, gettext("Please correct the errors below."))
+        return super().form_invalid(form)
+
+
+class DocumentDeleteView(DocumentViewMixin, DeleteView):
+    edit_page = True
+    template_name = "directory/document_confirm_delete.html"
+
+    def form_valid(self, form):
+        name = str(self.object)
+        try:
+            delete_document(self.object, self.request.user)
+        except ProtectedError as error:
+            used_by = ", ".join(sorted(f"{capfirst(used._meta.verbose_name)} “{used}”" for used in error.protected_objects))
+            messages.error(self.request, gettext("“%(name)s” cannot be deleted: %(used_by)s still use it.") % {"name": name, "used_by": used_by})
+            return redirect(self.object)
+        messages.success(
+            self.request,
+            gettext("%(type)s “%(name)s” was deleted.") % {"type": capfirst(self.document_type.verbose_name), "name": name},
+        )
+        return redirect(self.document_type.url("list"))
+
+
+def form_data(form):
+    """The data an unchanged submission of ``form`` would post, for saving it with one field changed."""
+    return {bound.name: "" if bound.value() is None else bound.value() for bound in form}
+
+
+def save_valid(form, user):
+    if not form.is_valid():
+        raise ValidationError([f"{name}: {error}" for name, errors in form.errors.items() for error in errors])
+    return save_document(form, user)
+
+
+def unique_credentials_name(base):
+    name, number = base, 1
+    while models.TLSCredentials.objects.filter(name=name).exists():
+        number += 1
+        name = f"{base} {number}"
+    return name
+
+
+@transaction.atomic
+def install_self_signed_certificate(server, days, user):
+    """Create TLS credentials for the server's host name and select them on the server, both audited."""
+    certificate_pem, key_pem = tls.generate_self_signed(server.host_name, days)
+    credentials = save_valid(
+        TLSCredentialsForm({
+            "name": unique_credentials_name(f"{server.host_name} (self-signed)"),
+            "certificate_pem": certificate_pem,
+            "private_key_pem": key_pem,
+        }),
+        user,
+    )
+    data = form_data(ServerForm(instance=server))
+    data["tls_credentials"] = credentials.name
+    save_valid(ServerForm(data, instance=server), user)
+    return credentials
+
+
+class GenerateCertificateView(DocumentViewMixin, SingleObjectMixin, FormView):
+    """Server detail action: “Generate a self-signed certificate for this server”."""
+
+    document_type = BY_MODEL[models.Server]
+    edit_page = True
+    form_class = GenerateCertificateForm
+    template_name = "directory/server_generate_certificate.html"
+
+    def get_context_data(self, **kwargs):
+        self.object = self.get_object()
+        return super().get_context_data(**kwargs)
+
+    def form_valid(self, form):
+        server = self.get_object()
+        try:
+            credentials = install_self_signed_certificate(server, form.cleaned_data["days"], self.request.user)
+        except ValidationError as error:
+            for message in error.messages:
+                messages.error(self.request, message)
+            return self.form_invalid(form)
+        messages.success(
+            self.request,
+            gettext("The self-signed certificate “%(name)s” was created and selected on this server.") % {"name": credentials},
+        )
+        return redirect(server)

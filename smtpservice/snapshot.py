@@ -1,0 +1,154 @@
+"""Read the directory into the immutable ``SettingsSnapshot`` the SMTP policy works on.
+
+The only module of the policy with database code. A running listener must not reload the snapshot
+for each connection: it compares ``current_revision()`` (one query on one row) with the revision the
+snapshot was built from, and reloads when they differ (``refreshed``). Every saved or deleted
+directory document bumps that revision inside its own transaction, through the signals connected
+in ``SmtpServiceConfig.ready()``. Changes made with ``QuerySet.update()`` or raw SQL send no signal
+and are not seen; the console and the import always save documents one by one.
+
+``load_snapshot`` reads the revision before anything else, so a change saved while it runs leaves
+the snapshot's revision older than the directory's, and the next check reloads.
+"""
+from dataclasses import fields
+
+from django.apps import apps
+from django.db import transaction
+from django.db.models import F, Q
+from django.db.models.signals import post_delete, post_save
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from directory import names
+from directory.models import ConfigurationSettings, Document, InternetSite, Person, Server, groups_mapping
+from smtpservice import policy
+from smtpservice.models import DirectoryRevision
+
+
+class ServerNotFound(LookupError):
+    """No Server document has the name the listener was started for."""
+
+
+def document_models():
+    """Every directory document whose change may alter the listener's behaviour (not the audit trail)."""
+    return [model for model in apps.get_app_config("directory").get_models() if issubclass(model, Document)]
+
+
+def bump_revision(sender=None, using=None, **kwargs):
+    """Signal receiver: count one more directory change, in the transaction that saves it."""
+    now = timezone.now()
+    rows = DirectoryRevision.objects.using(using)
+    if not rows.filter(pk=DirectoryRevision.SINGLETON).update(revision=F("revision") + 1, changed=now):
+        rows.get_or_create(pk=DirectoryRevision.SINGLETON, defaults={"revision": 1, "changed": now})
+
+
+def connect_signals():
+    for model in document_models():
+        label = model._meta.label_lower
+        post_save.connect(bump_revision, sender=model, dispatch_uid=f"smtpservice.revision.save.{label}")
+        post_delete.connect(bump_revision, sender=model, dispatch_uid=f"smtpservice.revision.delete.{label}")
+
+
+def current_revision():
+    """The directory's revision, 0 before any change: one query on one row."""
+    revision = DirectoryRevision.objects.filter(pk=DirectoryRevision.SINGLETON).values_list("revision", flat=True).first()
+    return revision or 0
+
+
+def refreshed(snapshot):
+    """The same snapshot while the directory is unchanged (one query), else a new one."""
+    if current_revision() == snapshot.revision:
+        return snapshot
+    return load_snapshot(snapshot.server_name)
+
+
+def _options(source, prefix=""):
+    return policy.AuthOptions(
+        tcp_name_password=getattr(source, f"{prefix}tcp_auth_name_password"),
+        tcp_anonymous=getattr(source, f"{prefix}tcp_auth_anonymous"),
+        ssl_client_certificate=getattr(source, f"{prefix}ssl_auth_client_certificate"),
+        ssl_name_password=getattr(source, f"{prefix}ssl_auth_name_password"),
+        ssl_anonymous=getattr(source, f"{prefix}ssl_auth_anonymous"),
+    )
+
+
+def _credentials(documents):
+    return {
+        document.name: policy.TlsCredentialsSnapshot(
+            name=document.name, certificate_pem=document.certificate_pem, private_key_pem=document.private_key_pem,
+            host_names=tuple(document.host_names), not_after=document.not_after,
+        )
+        for document in documents if document is not None
+    }
+
+
+def _configuration(server):
+    """The Configuration Settings that apply: the server's own, else the default (*), else the model defaults."""
+    found = {c.server_id: c for c in ConfigurationSettings.objects.filter(Q(server=server) | Q(server__isnull=True))}
+    if server.pk in found:
+        document, source = found[server.pk], _("Configuration Settings of %(server)s") % {"server": server.name}
+    elif None in found:
+        document, source = found[None], _("default Configuration Settings (*)")
+    else:
+        document, source = ConfigurationSettings(), _("built-in defaults (no Configuration Settings document)")
+    values = {f.name: getattr(document, f.name) for f in fields(policy.ConfigSnapshot)}
+    values["local_domains"] = document.effective_local_domains(server)
+    values["routes"] = tuple(policy.Route(route["domain"], route["host"]) for route in document.routes)
+    return policy.ConfigSnapshot(**values), source
+
+
+@transaction.atomic
+def load_snapshot(server_name):
+    """Everything the listener of ``server_name`` needs, in a constant number of queries."""
+    revision = current_revision()
+    server = Server.objects.select_related("tls_credentials").filter(name__iexact=names.abbreviate(server_name)).first()
+    if server is None:
+        raise ServerNotFound(_("No Server document is named “%(name)s”.") % {"name": server_name})
+    config, config_source = _configuration(server)
+    sites = list(InternetSite.objects.hosting(server.name).select_related("tls_credentials"))
+    people = [
+        policy.PersonSnapshot(full_name, first, last, short, address, password)
+        for full_name, first, last, short, address, password in Person.objects.order_by("full_name").values_list(
+            "full_name", "first_name", "last_name", "short_name", "internet_address", "internet_password"
+        )
+    ]
+    return policy.SettingsSnapshot(
+        server_name=server.name,
+        host_name=server.host_name,
+        revision=revision,
+        smtp_listener_enabled=server.smtp_listener_enabled,
+        load_internet_sites=server.load_internet_sites,
+        listen_addresses=tuple(server.listen_addresses),
+        access_server=tuple(server.access_server),
+        not_access_server=tuple(server.not_access_server),
+        internet_authentication=server.internet_authentication,
+        tls_credentials_name=server.tls_credentials.name if server.tls_credentials else None,
+        inbound=policy.InboundPorts(
+            tcp_port=server.smtp_inbound_tcp_port,
+            tcp_status=server.smtp_inbound_tcp_status,
+            enforce_server_access=server.smtp_inbound_enforce_server_access,
+            options=_options(server, "smtp_inbound_"),
+            ssl_port=server.smtp_inbound_ssl_port,
+            ssl_status=server.smtp_inbound_ssl_status,
+        ),
+        outbound=policy.OutboundPorts(
+            tcp_port=server.smtp_outbound_tcp_port,
+            tcp_status=server.smtp_outbound_tcp_status,
+            ssl_port=server.smtp_outbound_ssl_port,
+            ssl_status=server.smtp_outbound_ssl_status,
+        ),
+        sites=tuple(
+            policy.SiteSnapshot(
+                name=site.name,
+                mapped_addresses=tuple(site.mapped_addresses),
+                options=_options(site),
+                tls_credentials_name=site.tls_credentials.name if site.tls_credentials else None,
+            )
+            for site in sites
+        ),
+        config=config,
+        config_source=config_source,
+        people=tuple(people),
+        groups=groups_mapping(),
+        credentials=_credentials([server.tls_credentials, *(site.tls_credentials for site in sites)]),
+    )
