@@ -8,7 +8,7 @@ from crispy_forms.helper import FormHelper
 from crispy_forms.layout import HTML, Column, Layout, Row
 from django import forms
 from django.core.exceptions import FieldDoesNotExist
-from django.utils.text import capfirst
+from django.utils.text import capfirst, format_lazy
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
@@ -204,11 +204,11 @@ class ServerForm(DocumentForm):
     tabs = (
         (_("Basics"), ["name", "host_name", "smtp_listener_enabled", "load_internet_sites", "listen_addresses"]),
         (_("Security"), ["access_server", "not_access_server", "internet_authentication"]),
-        (_("Ports"), [HTML(format_html("<h5>{}</h5>", _("Internet Ports"))), "tls_credentials"]),
+        (_("Ports"), [HTML(format_lazy("<h5>{}</h5>", _("Internet Ports"))), "tls_credentials"]),
         (_("Mail"), [
             Row(
                 Column(
-                    HTML(format_html('<h5 id="smtp-inbound">{}</h5>', _("Mail (SMTP Inbound)"))),
+                    HTML(format_lazy('<h5 id="smtp-inbound">{}</h5>', _("Mail (SMTP Inbound)"))),
                     "smtp_inbound_tcp_port", "smtp_inbound_tcp_status", "smtp_inbound_enforce_server_access",
                     "smtp_inbound_tcp_auth_name_password", "smtp_inbound_tcp_auth_anonymous",
                     "smtp_inbound_ssl_port", "smtp_inbound_ssl_status", "smtp_inbound_ssl_auth_client_certificate",
@@ -216,7 +216,7 @@ class ServerForm(DocumentForm):
                     css_class="col-md-6",
                 ),
                 Column(
-                    HTML(format_html('<h5 id="smtp-outbound">{}</h5>', _("Mail (SMTP Outbound)"))),
+                    HTML(format_lazy('<h5 id="smtp-outbound">{}</h5>', _("Mail (SMTP Outbound)"))),
                     "smtp_outbound_tcp_port", "smtp_outbound_tcp_status", "smtp_outbound_ssl_port", "smtp_outbound_ssl_status",
                     css_class="col-md-6",
                 ),

@@ -7,6 +7,16 @@ from django.contrib.auth.models import User
 from adminconsole import roles
 
 
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, tmp_path_factory):
+    """On SQLite, test in a file (WAL), not in memory: the listener's ORM thread needs its own connection."""
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    if database["ENGINE"].endswith("sqlite3"):
+        database.setdefault("TEST", {})["NAME"] = str(tmp_path_factory.mktemp("db") / "test.sqlite3")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _plain_http():
     """The live server of browser tests speaks plain HTTP on loopback: no HTTPS redirect or secure cookies.

@@ -1,0 +1,33 @@
+"""``manage.py runsmtp --server NAME``: the SMTP listener of one Server document."""
+import asyncio
+import signal
+
+from django.core.management.base import BaseCommand, CommandError
+from django.utils.translation import gettext as _
+
+from smtpservice.listener import ListenerService
+from smtpservice.snapshot import ServerNotFound
+
+
+class Command(BaseCommand):
+    help = "Run the SMTP listener of one Server document until SIGTERM or SIGINT; settings apply live."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--server", required=True, help="Name of the Server document, such as mail1/Acme.")
+        parser.add_argument("--grace", type=float, default=10.0, help="Seconds sessions may take to finish when stopping.")
+
+    def handle(self, *args, **options):
+        service = ListenerService(options["server"], shutdown_grace=options["grace"])
+        try:
+            asyncio.run(self.serve(service))
+        except ServerNotFound as error:
+            raise CommandError(str(error)) from None
+
+    async def serve(self, service):
+        loop = asyncio.get_running_loop()
+        task = asyncio.ensure_future(service.run())
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, service.stop)
+        self.stdout.write(_("SMTP listener for %(server)s started; SIGTERM or Ctrl-C stops it.") % {"server": service.server_name})
+        await task
+        self.stdout.write(_("SMTP listener stopped."))

@@ -1,0 +1,82 @@
+"""Database work of the listener: loading settings, storing messages, reporting status and sessions.
+
+Plain synchronous functions, called by the listener through ``sync_to_async`` in its one ORM thread.
+A message is committed (local deliveries and relay queue entries with it, all or nothing) before the
+listener answers 250.
+"""
+import datetime
+
+from django.db import close_old_connections as django_close_old_connections
+from django.db import connections, transaction
+from django.utils import timezone
+
+from directory.models import Person, Server
+from smtpservice import snapshot as snapshots
+from smtpservice.models import ListenerStatus, MailboxEntry, QueuedRecipient, ReceivedMessage, SessionLog
+
+current_revision = snapshots.current_revision
+
+
+def close_old_connections():
+    django_close_old_connections()
+
+
+def close_all_connections():
+    """Close this thread's connections when the listener stops (a test database can then be dropped)."""
+    connections.close_all()
+
+
+def load(server_name):
+    """The settings snapshot and the Server document's id."""
+    snap = snapshots.load_snapshot(server_name)
+    return snap, Server.objects.only("pk").get(name=snap.server_name).pk
+
+
+@transaction.atomic
+def store_message(server_id, fields):
+    """Store one accepted message with its local deliveries and relay queue entries; return its id."""
+    deliveries = fields.pop("deliveries")
+    message = ReceivedMessage.objects.create(
+        server_id=server_id, recipients=[address for address, _kind, _person in deliveries], size=len(fields["data"]),
+        **fields,
+    )
+    local = [(address, person) for address, kind, person in deliveries if kind == "local"]
+    people = dict(Person.objects.filter(full_name__in={person for _address, person in local}).values_list("full_name", "pk"))
+    MailboxEntry.objects.bulk_create(
+        MailboxEntry(person_id=people[person], message=message, recipient=address) for address, person in local
+    )
+    QueuedRecipient.objects.bulk_create(
+        QueuedRecipient(message=message, recipient=address) for address, kind, _person in deliveries if kind == "relay"
+    )
+    return message.pk
+
+
+def session_record(server_id, session):
+    """An unsaved SessionLog for a finished session (saved in batches with the heartbeat)."""
+    facts = session.facts
+    return SessionLog(
+        server_id=server_id,
+        session_id=session.session_id,
+        started_at=datetime.datetime.fromtimestamp(session.started_at, tz=datetime.timezone.utc),
+        ended_at=timezone.now(),
+        client_address=(facts.client_ip or None) if facts else None,
+        local_address=(facts.local_ip or None) if facts else None,
+        local_port=facts.local_port if facts else 0,
+        port_kind=session.port_kind,
+        tls=bool(facts and facts.tls),
+        authenticated_as=(facts.authenticated_as or "") if facts else "",
+        helo=session.helo[:255],
+        messages_accepted=session.messages_accepted,
+        last_reply=session.last_reply[:300],
+        events=session.events,
+        revision=session.snap.revision,
+    )
+
+
+@transaction.atomic
+def heartbeat(server_id, status, finished_sessions):
+    """Write the listener's status row and the sessions that ended since the last heartbeat."""
+    now = timezone.now()
+    ListenerStatus.objects.update_or_create(server_id=server_id, defaults={**status, "heartbeat_at": now})
+    if finished_sessions:
+        SessionLog.objects.bulk_create(finished_sessions)
