@@ -1,0 +1,301 @@
+"""What the console shows about a server's SMTP service: the listener's status in plain words, and
+the inbound settings that apply with the document each one comes from.
+
+The effective settings are asked of ``smtpservice.policy`` over the snapshot the listener itself
+loads (``load_snapshot``), so the console cannot tell a different story from the listener's.
+"""
+import ipaddress
+import shlex
+from dataclasses import dataclass
+
+from django.utils import formats, timezone
+from django.utils.timesince import timesince
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from directory.models import ConfigurationSettings, InternetSite, Server, TLSCredentials
+from directory.views import BY_MODEL, EMPTY, Presenter
+from smtpservice import policy
+from smtpservice import snapshot as snapshots
+from smtpservice.models import ListenerStatus
+
+PORT_KINDS = {policy.TCP: gettext_lazy("TCP/IP"), policy.SSL: gettext_lazy("SSL")}
+
+# Bootstrap contextual classes, from all well to stopped.
+OK, NOTICE, PROBLEM, OFF = "success", "warning", "danger", "secondary"
+
+# Inbound settings of the Configuration Settings document, in the order of its tabs (spec section 2).
+CONFIGURATION_FIELDS = (
+    "starttls_inbound", "size_extension", "pipelining", "eightbitmime", "help_command", "vrfy_command",
+    "local_domains", "max_message_size_kb", "max_recipients", "error_limit",
+    "anti_relay_enforcement", "internal_hosts", "anti_relay_exclude_hosts", "authenticated_users_relay",
+    "relay_allow_domains", "relay_deny_domains", "connection_allow_hosts", "connection_deny_hosts",
+)
+
+
+def runsmtp_command(server):
+    """The command that starts the listener of ``server``, ready to paste into a shell."""
+    return f"python manage.py runsmtp --server {shlex.quote(server.name)}"
+
+
+def when(moment):
+    """A date and time as the console shows them, with how long ago: “12/05/2025 10:04 (3 minutes ago)”."""
+    return _("%(date)s (%(ago)s ago)") % {
+        "date": formats.localize(timezone.localtime(moment)), "ago": timesince(moment),
+    }
+
+
+# --- Listener status ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PortState:
+    """One inbound port as the listener reported it: configured, bound, and what to do if it is not."""
+
+    kind: str
+    port: int
+    address: str
+    configured: bool
+    bound: bool
+    error: str
+    detail: str
+    problem: str = ""
+
+
+@dataclass(frozen=True)
+class ListenerReport:
+    """The listener of one server in plain words: ``headline``, then ``fix`` (and ``command``) when action is needed."""
+
+    level: str
+    headline: str
+    fix: str = ""
+    command: str = ""
+    status: ListenerStatus | None = None
+    ports: tuple = ()
+    notes: tuple = ()
+    current_revision: int = 0
+
+    @property
+    def revision_behind(self):
+        return self.status is not None and self.status.revision < self.current_revision
+
+
+def _port_state(entry):
+    configured, bound, error = entry.get("configured"), entry.get("bound"), entry.get("error", "")
+    values = {"port": entry.get("port"), "address": entry.get("address") or "*"}
+    if error:
+        problem = _(
+            "Port %(port)s on %(address)s cannot be bound. Free it (another program may be using it, and a port "
+            "below 1024 needs the right to bind it) or choose another port number on the Mail tab of this Server "
+            "document; the listener tries again every few seconds."
+        ) % values
+    elif configured and not bound:
+        problem = _("Not bound yet: the listener tries again every few seconds.")
+    else:
+        problem = ""
+    return PortState(
+        kind=PORT_KINDS.get(entry.get("kind"), entry.get("kind")), port=entry.get("port"), address=values["address"],
+        configured=bool(configured), bound=bool(bound), error=error, detail=entry.get("detail", ""), problem=problem,
+    )
+
+
+def listener_report(server, current_revision=None):
+    """Is the listener of ``server`` running, serving its ports, on the current settings? And if not, the fix."""
+    current = snapshots.current_revision() if current_revision is None else current_revision
+    status = ListenerStatus.objects.filter(server=server).first()
+    command = runsmtp_command(server)
+    if status is None or not status.running:
+        if not server.smtp_listener_enabled:
+            return ListenerReport(OFF, _("Listener not running; the SMTP listener task is Disabled on this Server document."),
+                                  _("To serve mail, set SMTP listener task to Enabled on the Basics tab, then start:"),
+                                  command, status, current_revision=current)
+        headline = _("Listener not running") if status is None else _("Listener not running: it stopped %(when)s.") % {
+            "when": when(status.heartbeat_at),
+        }
+        return ListenerReport(PROBLEM, headline, _("Start it:"), command, status, current_revision=current)
+    ports = tuple(_port_state(entry) for entry in status.ports)
+    notes = []
+    if status.revision < current:
+        notes.append(_(
+            "The listener uses settings revision %(used)s, older than the directory's revision %(current)s. A running "
+            "listener loads a change within a second and reports it at its next heartbeat; if this stays, read the "
+            "listener's log."
+        ) % {"used": status.revision, "current": current})
+    if status.is_stale:
+        return ListenerReport(PROBLEM, _("Listener not responding: no heartbeat since %(when)s.") % {
+            "when": when(status.heartbeat_at),
+        }, _(
+            "Its process (%(pid)s on %(host)s) has stopped or hangs. End it if it is still there, then start it again:"
+        ) % {"pid": status.pid, "host": status.host or "?"}, command, status, ports, tuple(notes), current)
+    errors = any(port.error for port in ports)
+    if not any(port.bound for port in ports):
+        level, headline = PROBLEM if errors else NOTICE, _("Listener running, but it serves no port.")
+    elif errors:
+        level, headline = PROBLEM, _("Listener running, but a port cannot be bound; the other ports keep serving.")
+    else:
+        level, headline = OK, _("Listener running")
+    if level == OK and notes:
+        level = NOTICE
+    return ListenerReport(level, headline, status=status, ports=ports, notes=tuple(notes), current_revision=current)
+
+
+# --- Effective settings -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Setting:
+    label: str
+    value: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class SettingGroup:
+    """Settings that come from one document (``source``)."""
+
+    title: str
+    source: str
+    settings: tuple
+    url: str = ""
+
+
+@dataclass(frozen=True)
+class AddressChoice:
+    """For one local address: the site it resolves to, and where its authentication options and TLS credentials come from."""
+
+    address: str
+    site: str
+    site_url: str
+    site_detail: str
+    auth_source: str
+    auth_options: str
+    auth_detail: str
+    credentials: str
+    credentials_url: str
+    credentials_detail: str
+    refusals: tuple
+
+
+@dataclass(frozen=True)
+class EffectiveSettings:
+    snapshot: policy.SettingsSnapshot
+    groups: tuple
+    addresses: tuple
+
+
+def _shown(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _server_group(snap, server):
+    presenter = Presenter(BY_MODEL[Server])
+
+    def setting(name, value, detail=""):
+        return Setting(presenter.label(name), str(presenter.display(name, _shown(value))), detail)
+
+    settings = [
+        setting("smtp_listener_enabled", snap.smtp_listener_enabled),
+        setting("load_internet_sites", snap.load_internet_sites),
+        Setting(presenter.label("listen_addresses"), "\n".join(snap.listen_addresses) or _("every local address")),
+    ]
+    inbound = snap.inbound
+    for binding in policy.bindings(snap):
+        prefix = "smtp_inbound_tcp" if binding.port_kind == policy.TCP else "smtp_inbound_ssl"
+        status = inbound.tcp_status if binding.port_kind == policy.TCP else inbound.ssl_status
+        settings.append(Setting(
+            presenter.label(f"{prefix}_port"),
+            f"{binding.port} · {presenter.display(f'{prefix}_status', status)}",
+            binding.detail,
+        ))
+    settings += [
+        setting("smtp_inbound_enforce_server_access", inbound.enforce_server_access),
+        setting("access_server", snap.access_server),
+        setting("not_access_server", snap.not_access_server),
+        setting("internet_authentication", snap.internet_authentication),
+    ]
+    return SettingGroup(_("Ports and access"), snap.server_document, tuple(settings), server.get_absolute_url())
+
+
+def _configuration_group(snap, server):
+    presenter = Presenter(BY_MODEL[ConfigurationSettings])
+    settings = tuple(
+        Setting(presenter.label(name), str(presenter.display(name, _shown(getattr(snap.config, name)))))
+        for name in CONFIGURATION_FIELDS
+    )
+    return SettingGroup(_("STARTTLS, relay and connection controls, limits"), snap.config_source, settings,
+                        _configuration_url(server))
+
+
+def _configuration_url(server):
+    """The page of the Configuration Settings document that applies, if there is one (not the built-in defaults)."""
+    document = server.configuration()
+    return document.get_absolute_url() if document else ""
+
+
+def _addresses(snap):
+    """``(label, local address)`` to resolve: each listen address, or any address and each address a site maps."""
+    if snap.listen_addresses:
+        return [(address, address) for address in snap.listen_addresses]
+    # The label stands in for the local address: it matches no site entry but *, and reads well in the detail.
+    rows = [(_("any address"), _("any address"))]
+    if snap.load_internet_sites:
+        for site in snap.sites:
+            for entry in site.mapped_addresses:
+                try:
+                    ipaddress.ip_address(entry)
+                except ValueError:
+                    continue
+                if (entry, entry) not in rows:
+                    rows.append((entry, entry))
+    return rows
+
+
+def _refusals(snap, local_ip):
+    """The greeting a client gets on each bound port of this address when the site check refuses it (spec 3.3)."""
+    refusals = []
+    for binding in policy.bindings(snap):
+        if not binding.enabled:
+            continue
+        facts = policy.SessionFacts(local_ip=local_ip, local_port=binding.port, port=binding.port_kind, client_ip="")
+        decision = policy.site_enabled(snap, facts)
+        if not decision.allowed:
+            refusals.append(_("%(kind)s port %(port)s: %(reply)s — %(detail)s") % {
+                "kind": PORT_KINDS[binding.port_kind], "port": binding.port, "reply": decision.reply, "detail": decision.detail,
+            })
+    return tuple(refusals)
+
+
+def _address_choices(snap):
+    site_urls = {site.name: site.get_absolute_url() for site in InternetSite.objects.filter(name__in=[s.name for s in snap.sites])}
+    credential_urls = {
+        document.name: document.get_absolute_url() for document in TLSCredentials.objects.filter(name__in=list(snap.credentials))
+    }
+    choices = []
+    for label, local_ip in _addresses(snap):
+        facts = policy.SessionFacts(local_ip=local_ip, local_port=snap.inbound.tcp_port, port=policy.TCP, client_ip="")
+        source = policy.auth_source(snap, facts)
+        if snap.load_internet_sites:
+            site = policy.select_site(snap, local_ip)
+            site_name, site_detail = (site.site.name if site.site else ""), site.detail
+        else:
+            site_name, site_detail = "", _(
+                "Load Internet configurations from Server\\Internet Sites documents is Disabled: no site applies."
+            )
+        credentials = policy.tls_credentials_for(snap, local_ip)
+        choices.append(AddressChoice(
+            address=label, site=site_name, site_url=site_urls.get(site_name, ""), site_detail=site_detail,
+            auth_source=source.document, auth_options=source.options.describe() if source.options else EMPTY,
+            auth_detail=source.detail, credentials=credentials.name or "", credentials_url=credential_urls.get(credentials.name, ""),
+            credentials_detail=credentials.detail, refusals=_refusals(snap, local_ip),
+        ))
+    return tuple(choices)
+
+
+def effective_settings(server):
+    """Every inbound setting of ``server`` with its source, and the site each local address resolves to."""
+    snap = snapshots.load_snapshot(server.name)
+    return EffectiveSettings(
+        snapshot=snap,
+        groups=(_server_group(snap, server), _configuration_group(snap, server)),
+        addresses=_address_choices(snap),
+    )

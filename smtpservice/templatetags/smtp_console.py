@@ -1,0 +1,29 @@
+"""Console panels of the SMTP service, for pages of other apps: ``{% listener_status server %}`` on the
+dashboard and the Server document, ``{% effective_settings server %}`` on the Server document."""
+from email.errors import HeaderParseError
+from email.header import decode_header, make_header
+
+from django import template
+
+from smtpservice import console
+
+register = template.Library()
+
+
+@register.inclusion_tag("includes/listener_status.html")
+def listener_status(server, heading_level=2):
+    return {"server": server, "report": console.listener_report(server), "heading_level": heading_level}
+
+
+@register.inclusion_tag("includes/effective_settings.html")
+def effective_settings(server):
+    return {"server": server, "effective": console.effective_settings(server)}
+
+
+@register.filter
+def decoded_header(value):
+    """A header as stored (RFC 2047 encoded words and all) as the reader should see it."""
+    try:
+        return str(make_header(decode_header(value or "")))
+    except (HeaderParseError, LookupError, UnicodeDecodeError, ValueError):
+        return value
