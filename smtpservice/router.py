@@ -1,0 +1,739 @@
+"""The router of one Server document: sends the relay queue to other servers by SMTP.
+
+The main loop claims due recipients (``claim``) in a short transaction, groups them by destination
+(``outbound.destination_for``) and gives each group to a worker thread that runs one blocking
+``smtplib`` session for all of it, then records each message's result (``record``) in another short
+transaction. Crash safety comes from the order: a claimed recipient is ``in_flight`` with a lease
+that the loop renews while its session runs; a router that dies leaves the lease to expire, and any
+router then claims the recipient again. A recipient is marked delivered only after the remote
+answered 250 to the end of DATA, so a crash sends a message twice at worst, never zero times.
+
+Several routers may serve one queue on PostgreSQL: the claim locks rows with ``SELECT ... FOR UPDATE
+SKIP LOCKED`` and its UPDATE re-checks that each row is still due, which also keeps SQLite (where
+transactions are serialized and row locks do not exist) from sending a message twice.
+"""
+import itertools
+import logging
+import os
+import random as random_module
+import smtplib
+import socket
+import ssl
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import wait as wait_for_futures
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+import dns.exception
+import dns.name
+import dns.resolver
+from django.conf import settings
+from django.db import close_old_connections, connections, transaction
+from django.db.models import Case, Q, Value, When
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from smtpservice import outbound, storage
+from smtpservice import snapshot as snapshots
+from smtpservice.listener import message_headers
+from smtpservice.models import DeliveryAttempt, QueuedRecipient, ReceivedMessage
+
+log = logging.getLogger("smtpservice.outbound")
+
+State = QueuedRecipient.State
+DNS_TIMEOUT = 10.0
+"""Seconds for one DNS question (MX, then A/AAAA)."""
+AUTH_PREFERENCE = ("CRAM-MD5", "PLAIN", "LOGIN")
+"""SASL mechanisms the router uses with the relay host, best first (RFC 4954; CRAM-MD5 hides the password)."""
+
+
+class DeliveryError(Exception):
+    """A destination that cannot be reached now (temporary) or ever (``permanent``), in plain words."""
+
+    def __init__(self, reason, permanent=False, reply="", status=""):
+        super().__init__(reason)
+        self.reason = reason
+        self.permanent = permanent
+        self.reply = reply
+        self.status = status or ("5.0.0" if permanent else "4.0.0")
+
+
+class AuthRefused(DeliveryError):
+    """The relay host refused our credentials; with authentication Enabled we try again without."""
+
+
+@dataclass
+class AttemptLog:
+    """What the attempt log shows: the destination, the connection that was used or tried, and why."""
+
+    destination: str = ""
+    detail: str = ""
+    started: datetime | None = None
+    host: str = ""
+    port: int | None = None
+    tls: str = ""
+    certificate: str = ""
+    authentication: str = ""
+    notes: list = field(default_factory=list)
+    transcript: list = field(default_factory=list)
+
+
+@dataclass
+class Result:
+    """What happened to one recipient in one attempt."""
+
+    state: str
+    reason: str
+    reply: str = ""
+    status: str = ""
+
+
+def reply_text(code, message):
+    text = message.decode("utf-8", "replace") if isinstance(message, bytes) else str(message)
+    return f"{code} {' '.join(text.split())}".strip()
+
+
+class TracingSMTP(smtplib.SMTP):
+    """smtplib's client keeping a transcript for the attempt log, with AUTH exchanges masked."""
+
+    def __init__(self, transcript, **kwargs):
+        self.transcript = transcript
+        self.masking = False
+        self.message_size = None
+        super().__init__(**kwargs)
+
+    def connect(self, host="localhost", port=0, source_address=None):
+        self._host = host  # smtplib sets the TLS server name only in __init__
+        return super().connect(host, port, source_address)
+
+    def putcmd(self, cmd, args=""):
+        if self.masking:
+            line = "****"
+        elif cmd.upper() == "AUTH":
+            mechanism, _space, response = args.partition(" ")
+            line = f"AUTH {mechanism}" + (" ****" if response else "")
+            self.masking = True
+        else:
+            line = f"{cmd} {args}".strip()
+        self.transcript.append(f"> {line}")
+        super().putcmd(cmd, args)
+
+    def getreply(self):
+        code, message = super().getreply()
+        self.transcript.append(f"< {reply_text(code, message)}")
+        if code != 334:
+            self.masking = False
+        if code == 354 and self.message_size is not None:
+            size = {"size": self.message_size}
+            self.transcript.append("> " + _("(the message, %(size)s bytes, then a line with a dot)") % size)
+            self.message_size = None
+        return code, message
+
+    def data(self, msg):
+        self.message_size = len(msg)
+        return super().data(msg)
+
+
+class TracingSMTPSSL(TracingSMTP, smtplib.SMTP_SSL):
+    """The same, with TLS from the first byte."""
+
+
+def resolve_mx(domain):
+    """The hosts to try for ``domain``, best MX preference first; the domain itself when it has no MX
+    but an address (RFC 5321 s 5.1); a permanent error for a domain that does not exist or has a
+    null MX (RFC 7505)."""
+    resolver = dns.resolver.Resolver()
+    resolver.lifetime = DNS_TIMEOUT
+    values = {"domain": domain}
+    try:
+        answer = resolver.resolve(domain, "MX")
+    except dns.resolver.NXDOMAIN:
+        raise DeliveryError(_("The domain %(domain)s does not exist (DNS).") % values, True, status="5.1.2") from None
+    except dns.resolver.NoAnswer:
+        return _address_fallback(resolver, domain)
+    except dns.exception.DNSException as error:
+        values["error"] = error
+        raise DeliveryError(_("The MX records of %(domain)s cannot be read now: %(error)s") % values) from None
+    records = sorted(answer, key=lambda record: record.preference)
+    if len(records) == 1 and records[0].exchange == dns.name.root:
+        raise DeliveryError(_("%(domain)s accepts no mail (null MX, RFC 7505).") % values, True, status="5.1.10")
+    return [record.exchange.to_text(omit_final_dot=True) for record in records]
+
+
+def _address_fallback(resolver, domain):
+    values = {"domain": domain}
+    for record_type in ("A", "AAAA"):
+        try:
+            resolver.resolve(domain, record_type)
+            return [domain]
+        except dns.resolver.NoAnswer:
+            continue
+        except dns.exception.DNSException as error:
+            values["error"] = error
+            raise DeliveryError(_("The addresses of %(domain)s cannot be read now: %(error)s") % values) from None
+    raise DeliveryError(_("%(domain)s has neither MX nor address records.") % values, True, status="5.1.2")
+
+
+def describe_error(error, host, port, timeout):
+    """A connection problem in plain words."""
+    values = {"host": host, "port": port, "timeout": timeout, "error": error}
+    if isinstance(error, ConnectionRefusedError):
+        return _("Connection refused by %(host)s port %(port)s: no server listens there.") % values
+    if isinstance(error, (TimeoutError, socket.timeout)):
+        return _("No answer from %(host)s port %(port)s within %(timeout)s seconds.") % values
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return _("The certificate of %(host)s port %(port)s failed verification: %(error)s") % {
+            **values, "error": error.verify_message or error,
+        }
+    if isinstance(error, ssl.SSLError):
+        return _("TLS with %(host)s port %(port)s failed: %(error)s") % values
+    if isinstance(error, socket.gaierror):
+        return _("%(host)s cannot be resolved: %(error)s") % values
+    if isinstance(error, smtplib.SMTPServerDisconnected):
+        return _("%(host)s port %(port)s closed the connection: %(error)s") % values
+    return _("Connection to %(host)s port %(port)s failed: %(error)s") % values
+
+
+def client_context(destination):
+    """The TLS context for a destination: verified against the system store or a CA bundle, or any."""
+    if destination.tls == outbound.ANY_CERTIFICATE:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    try:
+        return ssl.create_default_context(cafile=destination.ca_file or None)
+    except (OSError, ValueError) as error:
+        raise DeliveryError(_("The CA bundle %(path)s of the route cannot be read: %(error)s") % {
+            "path": destination.ca_file, "error": error,
+        }) from None
+
+
+def by_code(code, reply, reason):
+    """A recipient's result from a refusal: 5xx fails for good, anything else is tried again."""
+    state = State.FAILED if code >= 500 else State.DEFERRED
+    return Result(state, reason, reply, outbound.reply_status(code, reply[4:]))
+
+
+def store(snap, server_id, mail_from, recipients, data, origin, authenticated_as=""):
+    """Store a message made here (a test message, a report): local recipients into their mailboxes,
+    others into the relay queue. Returns (message id, addresses in a local domain without a person)."""
+    deliveries, unknown = [], []
+    for address in recipients:
+        local, person = outbound.local_person(snap, address)
+        if local and person is None:
+            unknown.append(address)
+        else:
+            deliveries.append((address, "local" if local else "relay", person.full_name if person else None))
+    if not deliveries:
+        return None, unknown
+    subject, message_id = message_headers(data)
+    message_pk = storage.store_message(server_id, {
+        "mail_from": mail_from, "deliveries": deliveries, "data": data, "subject": subject,
+        "message_id": message_id, "client_address": None, "client_helo": "", "local_port": 0,
+        "tls": False, "authenticated_as": authenticated_as, "session_id": "", "origin": origin,
+    })
+    return message_pk, unknown
+
+
+class Router:
+    """Delivers the relay queue of one Server document until ``stop()``.
+
+    ``clock`` and ``random`` are injectable so tests check back-off without sleeping; ``resolver``
+    answers MX questions (``resolve_mx``).
+    """
+
+    def __init__(self, server_name, *, clock=timezone.now, random=random_module.random, resolver=resolve_mx,
+                 workers=4, batch=20, poll_interval=0.5, lease_seconds=None, timeout=None):
+        self.server_name = server_name
+        self.clock = clock
+        self.random = random
+        self.resolver = resolver
+        self.workers = workers
+        self.batch = batch
+        self.poll_interval = poll_interval
+        self.lease = timedelta(seconds=lease_seconds or settings.ROUTER_LEASE_SECONDS)
+        self.timeout = timeout or settings.ROUTER_SMTP_TIMEOUT
+        self.lifetime = timedelta(hours=settings.ROUTER_MESSAGE_LIFETIME_HOURS)
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.snapshot = None
+        self.server_id = None
+        self.shutdown = False
+        self.pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="smtp-router")
+        self.futures = {}
+        self.active = set()
+        self.lock = threading.Lock()
+        self.next_renewal = 0.0
+        self.backlog = False
+
+    # --- main loop -------------------------------------------------------------------------------
+
+    def start(self):
+        """Load the settings (``snapshot.ServerNotFound`` when the server has no document)."""
+        self.snapshot, self.server_id = storage.load(self.server_name)
+        self.wake_held()
+        log.info("router %s for %s started", self.id, self.snapshot.server_name)
+
+    def run(self):
+        """Work until ``stop()``, then let sessions in progress finish their current message."""
+        if self.snapshot is None:
+            self.start()
+        while not self.shutdown:
+            try:
+                self.tick()
+            except Exception:
+                log.exception("router housekeeping failed; retrying")
+            self.pause(self.poll_interval)
+        self.finish()
+
+    def run_once(self):
+        """Send everything due now and wait for the sessions (tests, ``runrouter --once``)."""
+        if self.snapshot is None:
+            self.start()
+        self.refresh()
+        while rows := self.claim(self.batch):
+            self.dispatch(rows)
+        wait_for_futures(list(self.futures))
+        self.reap()
+
+    def stop(self, *args):
+        self.shutdown = True
+
+    def pause(self, seconds):
+        """Sleep in short steps; with more mail due than workers, only until a worker is free."""
+        deadline = time.monotonic() + seconds
+        while not self.shutdown and time.monotonic() < deadline:
+            if self.backlog and any(future.done() for future in self.futures):
+                return
+            time.sleep(0.05)
+
+    def tick(self):
+        close_old_connections()
+        self.refresh()
+        self.reap()
+        self.renew_leases()
+        self.backlog = False
+        while not self.shutdown:
+            if len(self.futures) >= self.workers:
+                self.backlog = True
+                break
+            rows = self.claim(self.batch)
+            if rows:
+                self.dispatch(rows)
+            if len(rows) < self.batch:
+                break
+
+    def finish(self):
+        """Stop: sessions in progress end after their current message; unstarted groups go back to the queue."""
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        cancelled = [ids for future, ids in self.futures.items() if future.cancelled()]
+        self.give_back(list(itertools.chain.from_iterable(cancelled)))
+        self.futures.clear()
+        connections.close_all()
+        log.info("router %s stopped", self.id)
+
+    def refresh(self):
+        """Reload the settings when the directory changed, and look again at mail they held."""
+        snapshot = snapshots.refreshed(self.snapshot)
+        if snapshot is not self.snapshot:
+            self.snapshot = snapshot
+            log.info("settings revision %s loaded", snapshot.revision)
+            self.wake_held()
+
+    def wake_held(self):
+        """Mail held because the settings allowed no outbound SMTP waits for a change of the settings
+        (or the end of its lifetime), not for a timer: look at it again now."""
+        woken = QueuedRecipient.objects.filter(
+            message__server_id=self.server_id, state=State.HELD, held_by=QueuedRecipient.HeldBy.ROUTER,
+        ).update(next_attempt_at=self.clock())
+        if woken:
+            log.info("%s recipients held by the settings are looked at again", woken)
+
+    def reap(self):
+        for future in [future for future in self.futures if future.done()]:
+            self.futures.pop(future)
+
+    def renew_leases(self):
+        if time.monotonic() < self.next_renewal:
+            return
+        self.next_renewal = time.monotonic() + self.lease.total_seconds() / 3
+        with self.lock:
+            active = list(self.active)
+        if active:
+            QueuedRecipient.objects.filter(pk__in=active, claimed_by=self.id, state=State.IN_FLIGHT).update(
+                lease_expires_at=self.clock() + self.lease,
+            )
+
+    # --- claiming --------------------------------------------------------------------------------
+
+    def due(self, now):
+        """Recipients to send now: queued or deferred and due, held by the router and due for another
+        look, or in flight with an expired lease (their router stopped)."""
+        return (
+            Q(state__in=[State.QUEUED, State.DEFERRED], next_attempt_at__lte=now)
+            | Q(state=State.HELD, held_by=QueuedRecipient.HeldBy.ROUTER, next_attempt_at__lte=now)
+            | Q(state=State.IN_FLIGHT, lease_expires_at__lt=now)
+        )
+
+    def claim(self, limit):
+        """Take up to ``limit`` due recipients of this server for this router, in one short transaction."""
+        now = self.clock()
+        with self.lock:
+            active = list(self.active)
+        with transaction.atomic():
+            ids = list(
+                QueuedRecipient.objects.select_for_update(skip_locked=True, of=("self",))
+                .filter(self.due(now), message__server_id=self.server_id)
+                .exclude(pk__in=active)
+                .order_by("next_attempt_at", "pk")
+                .values_list("pk", flat=True)[:limit]
+            )
+            if not ids:
+                return []
+            QueuedRecipient.objects.filter(self.due(now), pk__in=ids).update(
+                state=State.IN_FLIGHT, claimed_by=self.id, lease_expires_at=now + self.lease,
+            )
+            rows = list(QueuedRecipient.objects.filter(pk__in=ids, state=State.IN_FLIGHT, claimed_by=self.id).order_by("pk"))
+        with self.lock:
+            self.active.update(row.pk for row in rows)
+        return rows
+
+    def dispatch(self, rows):
+        """One worker task per destination, carrying all of its recipients."""
+        groups = {}
+        for row in rows:
+            groups.setdefault(outbound.destination_for(self.snapshot, row.recipient), []).append(row)
+        for destination, group in groups.items():
+            future = self.pool.submit(self.deliver, self.snapshot, destination, group)
+            self.futures[future] = [row.pk for row in group]
+
+    def give_back(self, ids):
+        """Return claimed recipients unsent, as they were, due at once."""
+        if ids:
+            QueuedRecipient.objects.filter(pk__in=ids, claimed_by=self.id, state=State.IN_FLIGHT).update(
+                state=Case(When(attempts=0, then=Value(State.QUEUED)), default=Value(State.DEFERRED)),
+                claimed_by="", lease_expires_at=None,
+            )
+        self.forget(ids)
+
+    def forget(self, ids):
+        with self.lock:
+            self.active.difference_update(ids)
+
+    # --- one destination -------------------------------------------------------------------------
+
+    def deliver(self, snap, destination, rows):
+        """Worker: one session for every recipient of one destination, each message recorded at once."""
+        ids = [row.pk for row in rows]
+        try:
+            self.send_group(snap, destination, rows)
+        except Exception:
+            log.exception("delivery to %s failed unexpectedly", destination)
+            self.give_back(ids)
+        finally:
+            self.forget(ids)
+            connections.close_all()
+
+    def send_group(self, snap, destination, rows):
+        messages = {message.pk: message for message in ReceivedMessage.objects.filter(pk__in={row.message_id for row in rows})}
+        by_message = {}
+        for row in rows:
+            by_message.setdefault(messages[row.message_id], []).append(row)
+        if isinstance(destination, outbound.Blocked):
+            result = Result(destination.state, destination.reason, status=destination.status)
+            for message, message_rows in by_message.items():
+                self.record(snap, message, message_rows, dict.fromkeys((row.pk for row in message_rows), result),
+                            AttemptLog(detail=destination.reason))
+            return
+        attempt = AttemptLog(destination=destination.label, detail=destination.detail, started=self.clock())
+        try:
+            client = self.connect(snap, destination, attempt)
+        except DeliveryError as error:
+            result = Result(State.FAILED if error.permanent else State.DEFERRED, error.reason, error.reply, error.status)
+            for message, message_rows in by_message.items():
+                self.record(snap, message, message_rows, dict.fromkeys((row.pk for row in message_rows), result), attempt)
+            return
+        opening = list(attempt.transcript)
+        pending = list(by_message.items())
+        try:
+            while pending and not self.shutdown:
+                message, message_rows = pending.pop(0)
+                start = len(attempt.transcript)
+                results, lost = self.send_message(client, attempt, message, message_rows)
+                self.record(snap, message, message_rows, results,
+                            replace(attempt, transcript=opening + attempt.transcript[start:]))
+                attempt.started = self.clock()
+                if lost:
+                    break
+        finally:
+            self.give_back([row.pk for _message, message_rows in pending for row in message_rows])
+            try:
+                client.quit()
+            except (OSError, smtplib.SMTPException):
+                client.close()
+
+    def connect(self, snap, destination, attempt):
+        """The first session that opens, trying each host, then each step of the plan, in order.
+
+        Fills ``attempt`` with the connection used, or the last one tried when none opens.
+        """
+        if destination.kind == outbound.MX:
+            try:
+                hosts = self.resolver(destination.host)
+            except DeliveryError as error:
+                attempt.transcript.append(f"! {error.reason}")
+                raise
+        else:
+            hosts = [destination.host]
+        error = DeliveryError(_("No SMTP Outbound port applies."))
+        for host, step in itertools.product(hosts, outbound.connection_plan(snap.outbound, destination)):
+            attempt.host, attempt.port, attempt.tls, attempt.certificate, attempt.authentication = host, step.port, "", "", ""
+            try:
+                try:
+                    return self.open(snap, destination, host, step, attempt, authenticate=destination.authenticate)
+                except AuthRefused as refused:
+                    attempt.transcript.append(f"! {refused.reason}")
+                    client = self.open(snap, destination, host, step, attempt, authenticate=False)
+                    attempt.authentication = _("%(reason)s Sent without authentication (Enabled falls back).") % {
+                        "reason": refused.reason,
+                    }
+                    return client
+            except DeliveryError as failed:
+                attempt.transcript.append(f"! {failed.reason}")
+                error = failed
+        raise error
+
+    def open(self, snap, destination, host, step, attempt, authenticate):
+        """Connect, greet, EHLO, STARTTLS when the plan says so and the remote offers it, then AUTH."""
+        transcript = attempt.transcript
+        options = {"local_hostname": snap.host_name, "timeout": self.timeout}
+        if step.mode == outbound.IMPLICIT:
+            client = TracingSMTPSSL(transcript, context=client_context(destination), **options)
+            attempt.tls, attempt.certificate = DeliveryAttempt.Tls.IMPLICIT, destination.certificate_check
+        else:
+            client = TracingSMTP(transcript, **options)
+            attempt.tls = DeliveryAttempt.Tls.NONE
+        transcript.append(f"* {_('connect to %(host)s') % {'host': host}} {step.label}")
+        try:
+            code, message = client.connect(host, step.port)
+            if code != 220:
+                reply = reply_text(code, message)
+                raise DeliveryError(_("%(host)s refused the session: %(reply)s") % {"host": host, "reply": reply},
+                                    code >= 500, reply, outbound.reply_status(code, reply[4:]))
+            code, message = client.ehlo()
+            if code != 250:
+                code, message = client.helo()
+                if code != 250:
+                    reply = reply_text(code, message)
+                    raise DeliveryError(_("%(host)s refused EHLO and HELO: %(reply)s") % {"host": host, "reply": reply})
+            if step.mode == outbound.STARTTLS:
+                self.negotiate_tls(client, destination, attempt)
+            if authenticate:
+                self.authenticate(client, snap.config, attempt)
+            return client
+        except DeliveryError:
+            client.close()
+            raise
+        except (OSError, smtplib.SMTPException) as error:
+            client.close()
+            raise DeliveryError(describe_error(error, host, step.port, self.timeout)) from None
+
+    def negotiate_tls(self, client, destination, attempt):
+        """Negotiated SSL: STARTTLS when offered (a failed handshake defers, never falls back to clear text)."""
+        if not client.has_extn("starttls"):
+            attempt.notes.append(_("The remote does not offer STARTTLS: the message goes in clear text (Negotiated SSL)."))
+            return
+        code, message = client.starttls(context=client_context(destination))
+        if code != 220:
+            attempt.notes.append(_("The remote refused STARTTLS (%(reply)s): the message goes in clear text.") % {
+                "reply": reply_text(code, message),
+            })
+            return
+        attempt.tls, attempt.certificate = DeliveryAttempt.Tls.STARTTLS, destination.certificate_check
+        client.ehlo()
+
+    def authenticate(self, client, config, attempt):
+        """Use authentication when sending to the relay host: Required never sends without it (spec 5.3).
+
+        One mechanism only (CRAM-MD5, PLAIN, then LOGIN, the first offered): a server may close the
+        session after a refused AUTH, and its reply is what the log must show.
+        """
+        required = config.relay_auth == "required"
+        values = {"name": config.relay_auth_name}
+        offered = client.esmtp_features.get("auth", "").upper().split() if client.has_extn("auth") else []
+        mechanism = next((name for name in AUTH_PREFERENCE if name in offered), None)
+        if mechanism is None:
+            values["offered"] = " ".join(offered) or _("no AUTH")
+            if required:
+                raise DeliveryError(_(
+                    "The relay host offers %(offered)s and Use authentication is Required: the message is not sent "
+                    "without authentication."
+                ) % values)
+            attempt.authentication = _("The relay host offers %(offered)s: sent without authentication (Enabled).") % values
+            return
+        client.user, client.password = config.relay_auth_name, config.relay_auth_password
+        try:
+            client.auth(mechanism, getattr(client, "auth_" + mechanism.lower().replace("-", "_")))
+        except smtplib.SMTPAuthenticationError as error:
+            values["reply"] = reply_text(error.smtp_code, error.smtp_error)
+            reason = _("The relay host refused the credentials of %(name)s: %(reply)s.") % values
+            if required:
+                raise DeliveryError(reason + " " + _("Use authentication is Required: the message stays queued.")) from None
+            raise AuthRefused(reason) from None
+        clear = _(" in clear text") if attempt.tls == DeliveryAttempt.Tls.NONE else ""
+        attempt.authentication = _("Authenticated as %(name)s with AUTH %(mechanism)s%(clear)s.") % {
+            **values, "mechanism": mechanism, "clear": clear,
+        }
+
+    def send_message(self, client, attempt, message, rows):
+        """MAIL, RCPT for each recipient, DATA: ({row id: Result}, whether the connection was lost)."""
+        results = {}
+        values = {"host": attempt.host}
+        try:
+            code, reply = client.mail(message.mail_from)
+            if code != 250:
+                values["reply"] = reply = reply_text(code, reply)
+                client.rset()
+                return dict.fromkeys((row.pk for row in rows), by_code(code, reply, _("%(host)s refused the sender: %(reply)s") % values)), False
+            accepted = []
+            for row in rows:
+                code, reply = client.rcpt(row.recipient)
+                if code in (250, 251):
+                    accepted.append(row)
+                    continue
+                values["reply"] = reply = reply_text(code, reply)
+                results[row.pk] = by_code(code, reply, _("%(host)s refused the recipient: %(reply)s") % values)
+            if not accepted:
+                client.rset()
+                return results, False
+            try:
+                code, reply = client.data(bytes(message.data))
+            except smtplib.SMTPDataError as error:
+                code, reply = error.smtp_code, error.smtp_error
+            values["reply"] = reply = reply_text(code, reply)
+            for row in accepted:
+                if code == 250:
+                    results[row.pk] = Result(State.DELIVERED, _("%(host)s accepted the message: %(reply)s") % values, reply)
+                else:
+                    results[row.pk] = by_code(code, reply, _("%(host)s refused the message: %(reply)s") % values)
+            return results, False
+        except (OSError, smtplib.SMTPException) as error:
+            reason = _("The connection was lost during the transaction: %(error)s") % {
+                "error": describe_error(error, attempt.host, attempt.port, self.timeout),
+            }
+            for row in rows:
+                results.setdefault(row.pk, Result(State.DEFERRED, reason, status="4.4.2"))
+            return results, True
+
+    # --- results ---------------------------------------------------------------------------------
+
+    def record(self, snap, message, rows, results, attempt):
+        """Write one attempt and each recipient's new state in one transaction; report failures to the sender."""
+        now = self.clock()
+        expires = message.received_at + self.lifetime
+        failures, outcomes, recipients = [], set(), []
+        jitter = self.random()  # one draw per message: its recipients stay together for the next try
+        with transaction.atomic():
+            for row in rows:
+                result = results[row.pk]
+                if result.state in (State.DEFERRED, State.HELD) and now >= expires:
+                    result = Result(State.FAILED, _(
+                        "The message could not be delivered within %(hours)s hours (the message lifetime). Last reason: %(reason)s"
+                    ) % {"hours": int(self.lifetime.total_seconds() // 3600), "reason": result.reason}, result.reply, "4.4.7")
+                fields = {
+                    "state": result.state, "attempts": row.attempts + (result.state != State.HELD),
+                    "claimed_by": "", "lease_expires_at": None,
+                    "destination": attempt.destination, "last_error": "" if result.state == State.DELIVERED else result.reason,
+                    "held_by": QueuedRecipient.HeldBy.ROUTER if result.state == State.HELD else "",
+                }
+                if result.state == State.DELIVERED:
+                    fields["delivered_at"] = now
+                elif result.state == State.DEFERRED:
+                    delay = outbound.retry_delay(
+                        row.attempts + 1, settings.ROUTER_RETRY_SECONDS, settings.ROUTER_RETRY_MAX_SECONDS, lambda: jitter,
+                    )
+                    fields["next_attempt_at"] = min(now + timedelta(seconds=delay), expires)
+                elif result.state == State.HELD:
+                    fields["next_attempt_at"] = expires  # unless a settings change wakes it first
+                mine = QueuedRecipient.objects.filter(pk=row.pk, claimed_by=self.id, state=State.IN_FLIGHT)
+                if not mine.update(**fields):
+                    log.warning("recipient %s of message %s was taken back by another router", row.recipient, message.pk)
+                    continue
+                outcomes.add(result.state)
+                recipients.append({"recipient": row.recipient, "result": result.state, "reply": result.reply or result.reason})
+                if result.state == State.FAILED:
+                    failures.append(outbound.Failure(
+                        row.recipient, result.status or "5.0.0", result.reason, result.reply, attempt.host,
+                    ))
+            if not recipients:
+                return
+            DeliveryAttempt.objects.create(
+                message=message, started_at=attempt.started or now, ended_at=now, actor=self.id,
+                outcome=outcomes.pop() if len(outcomes) == 1 else DeliveryAttempt.Outcome.PARTIAL,
+                recipients=recipients, destination=attempt.destination, host=attempt.host, port=attempt.port,
+                tls=attempt.tls, certificate=attempt.certificate, authentication=attempt.authentication,
+                detail=" ".join(map(str, [attempt.detail, *attempt.notes])).strip(), transcript=attempt.transcript,
+            )
+            if failures:
+                self.report(snap, message, failures, now)
+        for entry in recipients:
+            log.info("message %s to %s via %s: %s (%s)", message.pk, entry["recipient"], attempt.destination or "-",
+                     entry["result"], entry["reply"])
+
+    def report(self, snap, message, failures, now):
+        """A non-delivery report to the sender from the null sender; never for a message from <>."""
+        if not message.mail_from:
+            log.info("message %s from <> failed for %s; no report is sent for it", message.pk, len(failures))
+            return
+        data = outbound.non_delivery_report(snap, message, failures, now)
+        report_pk, unknown = store(snap, self.server_id, "", [message.mail_from], data, ReceivedMessage.Origin.REPORT)
+        if unknown:
+            log.warning("no person has the local address %s: the report on message %s is dropped", message.mail_from, message.pk)
+        else:
+            log.info("non-delivery report %s on message %s sent to %s", report_pk, message.pk, message.mail_from)
+
+
+# --- console actions -----------------------------------------------------------------------------
+
+ACTIONS = ("retry", "hold", "release", "delete")
+
+
+def apply_action(message, action, actor):
+    """Retry now, hold, release or delete the queued recipients of a message; returns how many changed.
+
+    Recipients being sent right now are left alone (their session decides). Every action is logged
+    with ``smtpservice.outbound`` and in the message's attempt log.
+    """
+    now = timezone.now()
+    rows = QueuedRecipient.objects.filter(message=message).exclude(state=State.IN_FLIGHT)
+    router_held = Q(state=State.HELD, held_by=QueuedRecipient.HeldBy.ROUTER)
+    waiting = Q(state__in=[State.QUEUED, State.DEFERRED])
+    with transaction.atomic():
+        if action == "retry":
+            count = rows.filter(waiting | router_held).update(state=State.QUEUED, held_by="", next_attempt_at=now)
+        elif action == "hold":
+            count = rows.filter(waiting | router_held).update(state=State.HELD, held_by=QueuedRecipient.HeldBy.ADMIN)
+        elif action == "release":
+            count = rows.filter(state=State.HELD).update(state=State.QUEUED, held_by="", next_attempt_at=now)
+        elif action == "delete":
+            count, _deleted = rows.delete()
+        else:
+            raise ValueError(action)
+        DeliveryAttempt.objects.create(
+            message=message, ended_at=now, actor=actor, outcome=DeliveryAttempt.Outcome.ACTION,
+            detail=ACTION_LOG[action] % {"user": actor, "count": count},
+        )
+    log.info("%s: %s on message %s (%s recipients)", actor, action, message.pk, count)
+    return count
+
+
+ACTION_LOG = {
+    "retry": gettext_lazy("Retry now by %(user)s: %(count)s recipients due at once."),
+    "hold": gettext_lazy("Held by %(user)s: %(count)s recipients."),
+    "release": gettext_lazy("Released by %(user)s: %(count)s recipients due at once."),
+    "delete": gettext_lazy("Deleted from the queue by %(user)s: %(count)s recipients will not be sent."),
+}
