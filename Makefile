@@ -17,7 +17,7 @@ venv: $(VENV)/.installed
 
 setup: venv
 	mkdir -p var
-	DEBUG=1 $(PY) manage.py migrate --noinput
+	DEBUG=1 $(PY) manage.py migrate --noinput -v 0
 	DEBUG=1 $(PY) manage.py loaddemo
 
 run: setup

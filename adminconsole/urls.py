@@ -14,5 +14,7 @@ urlpatterns = [
     path("users/", views.UserListView.as_view(), name="user-list"),
     path("users/new/", views.UserCreateView.as_view(), name="user-create"),
     path("users/<int:pk>/role/", views.UserRoleView.as_view(), name="user-role"),
+    path("queue/", include("smtpservice.queue_urls")),
     path("", include("directory.urls")),
+    path("", include("smtpservice.urls")),
 ]

@@ -1,12 +1,16 @@
 """The audit trail: who created, changed or deleted which document, with each field's old and new value.
 
 Every write to a directory document goes through ``save_document`` or ``delete_document`` (console
-views and ``importdirectory`` alike), so no change escapes the trail. Secret fields are masked.
+views and ``importdirectory`` alike), so no change escapes the trail. Secret fields are masked in
+the trail; the ``DocumentVersion`` written with each entry keeps them as stored, for restore only
+(``docs/history.md``).
 """
-from django.db import transaction
+from django.db import router, transaction
+from django.db.models import Max
+from django.db.models.deletion import Collector
 from django.utils.crypto import salted_hmac
 
-from directory.models import AuditEntry
+from directory.models import AuditEntry, Document, DocumentVersion
 
 MASK = "********"
 
@@ -22,23 +26,23 @@ def masked(value):
     return f"{MASK} {salted_hmac('directory.audit', value).hexdigest()[:8]}"
 
 
-def field_value(instance, field):
+def field_value(instance, field, secrets=False):
     """A JSON-able value for one field; documents referred to are written by name."""
     if field.is_relation:
         related = getattr(instance, field.name)
         return str(related) if related is not None else None
     value = field.value_from_object(instance)
-    if field.name in instance.secret_fields:
+    if field.name in instance.secret_fields and not secrets:
         return masked(value)
     if hasattr(value, "isoformat"):
         return value.isoformat()
     return value
 
 
-def snapshot(instance):
-    """Every editable field of a document, secrets masked."""
+def snapshot(instance, secrets=False):
+    """Every editable field of a document, secrets masked unless ``secrets`` (a version to restore)."""
     return {
-        field.name: field_value(instance, field)
+        field.name: field_value(instance, field, secrets)
         for field in instance._meta.concrete_fields
         if field.name not in ("id", "created", "modified")
     }
@@ -73,21 +77,62 @@ def record(user, action, instance, before=None, source=None):
     )
 
 
+def keep_version(instance, action, data, entry=None, restored_from=None):
+    """Number and store one version of a document: the next number after its last one."""
+    document, object_id = document_type(instance), str(instance.pk)
+    last = DocumentVersion.objects.filter(document_type=document, object_id=object_id).aggregate(last=Max("number"))["last"]
+    return DocumentVersion.objects.create(
+        document_type=document, object_id=object_id, number=(last or 0) + 1, action=action, data=data,
+        audit_entry=entry, timestamp=entry.timestamp if entry else instance.modified, restored_from=restored_from,
+    )
+
+
+def baseline_version(instance):
+    """The first version of a document saved before history was kept: it as it is now, so a change can be undone."""
+    versions = DocumentVersion.objects.filter(document_type=document_type(instance), object_id=str(instance.pk))
+    return versions.order_by("number").first() or keep_version(instance, DocumentVersion.Action.BASELINE, snapshot(instance, secrets=True))
+
+
 @transaction.atomic
-def save_document(form, user, source=None):
-    """Save a valid ModelForm and record what changed, in one transaction."""
+def save_document(form, user, source=None, restored_from=None):
+    """Save a valid ModelForm and record what changed and the new version, in one transaction.
+
+    ``restored_from`` is the DocumentVersion whose values the form carries, when this save restores it.
+    """
     instance = form.instance
-    creating = instance.pk is None
-    before = {} if creating else snapshot(type(instance).objects.get(pk=instance.pk))
+    creating = instance._state.adding
+    before = {}
+    if not creating:
+        # Locked so that two saves of one document number their versions one after the other.
+        stored = type(instance).objects.select_for_update().get(pk=instance.pk)
+        before = snapshot(stored)
+        baseline_version(stored)
     saved = form.save()
-    record(user, AuditEntry.Action.CREATE if creating else AuditEntry.Action.CHANGE, saved, before, source)
+    action = AuditEntry.Action.CREATE if creating else AuditEntry.Action.CHANGE
+    entry = record(user, action, saved, before, source)
+    if entry is not None:
+        keep_version(saved, action, snapshot(saved, secrets=True), entry, restored_from)
     return saved
+
+
+def cascaded_documents(instance):
+    """The other directory documents deleting ``instance`` deletes with it (a server's own Configuration Settings)."""
+    collector = Collector(using=router.db_for_write(type(instance)))
+    collector.collect([instance])
+    found = [document for model, documents in collector.data.items() if issubclass(model, Document) for document in documents]
+    found += [document for queryset in collector.fast_deletes if issubclass(queryset.model, Document) for document in queryset]
+    return [document for document in found if not (type(document) is type(instance) and document.pk == instance.pk)]
 
 
 @transaction.atomic
 def delete_document(instance, user, source=None):
-    before = snapshot(instance)
-    pk = instance.pk
+    """Delete a document and the documents that go with it, recording each one's last values and version."""
+    doomed = [
+        (document, document.pk, snapshot(document), snapshot(document, secrets=True))
+        for document in [instance, *cascaded_documents(instance)]
+    ]
     instance.delete()
-    instance.pk = pk
-    record(user, AuditEntry.Action.DELETE, instance, before, source)
+    for document, pk, before, data in doomed:
+        document.pk = pk
+        entry = record(user, AuditEntry.Action.DELETE, document, before, source)
+        keep_version(document, DocumentVersion.Action.DELETE, data, entry)

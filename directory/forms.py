@@ -55,12 +55,20 @@ class LinesField(forms.Field):
 
 
 class RoutesField(forms.Field):
-    """SMTP connection routes: ``domain host[:port]`` per line, or a JSON list of {domain, host}."""
+    """SMTP connection routes: ``domain host[:port] [ca=/path/ca.pem] [tls=any]`` per line, or a JSON
+    list of {domain, host[, tls][, ca_file]}."""
 
     widget = forms.Textarea(attrs={"rows": 3})
+    OPTIONS = {"ca": "ca_file", "tls": "tls"}
 
     def __init__(self, **kwargs):
         kwargs.setdefault("required", False)
+        kwargs.setdefault("help_text", _(
+            "One route per line: domain pattern, then the destination host or host:port, then optionally "
+            "ca=/path/to/ca.pem (trust this CA bundle) or tls=any (accept any certificate), such as "
+            "partner.test 127.0.0.1:2626 ca=/etc/ssl/partner-ca.pem. Certificates are otherwise verified "
+            "against the system trust store."
+        ))
         super().__init__(**kwargs)
 
     def to_python(self, value):
@@ -70,23 +78,28 @@ class RoutesField(forms.Field):
             return value
         if not isinstance(value, str):
             raise forms.ValidationError(_("Enter one route per line: domain, then host."), code="invalid_route")
-        routes = []
-        for line in value.splitlines():
-            parts = line.replace("->", " ").split()
-            if not parts:
-                continue
-            if len(parts) != 2:
-                raise forms.ValidationError(
-                    _("“%(line)s”: write a domain pattern, then the destination host (partner.test 127.0.0.1:2626)."),
-                    code="invalid_route",
-                    params={"line": line.strip()},
-                )
-            routes.append({"domain": parts[0], "host": parts[1]})
-        return routes
+        return [self.parse_line(line) for line in value.splitlines() if line.replace("->", " ").split()]
+
+    def parse_line(self, line):
+        parts = line.replace("->", " ").split()
+        options = [part.partition("=") for part in parts[2:]]
+        if len(parts) < 2 or any(not sep or key not in self.OPTIONS for key, sep, _value in options):
+            raise forms.ValidationError(
+                _("“%(line)s”: write a domain pattern, then the destination host (partner.test 127.0.0.1:2626), "
+                  "then optionally ca=/path/to/ca.pem or tls=any."),
+                code="invalid_route",
+                params={"line": line.strip()},
+            )
+        return {"domain": parts[0], "host": parts[1], **{self.OPTIONS[key]: value for key, _sep, value in options}}
 
     def prepare_value(self, value):
         if isinstance(value, list):
-            return "\n".join(f"{route.get('domain', '')} {route.get('host', '')}" for route in value if isinstance(route, dict))
+            names = {field: key for key, field in self.OPTIONS.items()}
+            return "\n".join(
+                " ".join([route.get("domain", ""), route.get("host", ""),
+                          *(f"{names[field]}={route[field]}" for field in ("ca_file", "tls") if route.get(field))])
+                for route in value if isinstance(route, dict)
+            )
         return value
 
     def has_changed(self, initial, data):

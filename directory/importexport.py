@@ -111,12 +111,13 @@ class Lines(Kind):
 
 class Routes(Kind):
     expected = _('a list of routes ({"domain": ..., "host": ...})')
+    KEYS = ("domain", "host", "tls", "ca_file")
 
     def accepts(self, value):
         return isinstance(value, list) and all(isinstance(item, dict) for item in value)
 
     def dump(self, instance, name):
-        return [{"domain": route.get("domain"), "host": route.get("host")} for route in getattr(instance, name)]
+        return [{key: route[key] for key in self.KEYS if key in route} for route in getattr(instance, name)]
 
 
 class Reference(Kind):

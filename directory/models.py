@@ -4,6 +4,7 @@ Field names follow the keys of the import/export format (spec section 7), which 
 the administrator reads in the console. Cross-field errors live in ``clean()`` so the forms and the
 import share them; advisory warnings come from ``warnings()`` and never block a save.
 """
+from django.apps import apps
 from django.contrib.auth.hashers import check_password, make_password
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -548,11 +549,7 @@ class ConfigurationSettings(Document):
 class InternetSiteQuerySet(models.QuerySet):
     def hosting(self, server_name):
         """SMTP Inbound sites that host this server (listed by name, or ``*``), oldest first."""
-        wanted = names.abbreviate(server_name)
-        ids = [
-            site.pk for site in self.filter(site_type=SiteType.SMTP_INBOUND)
-            if any(entry == "*" or names.same_name(entry, wanted) for entry in site.servers)
-        ]
+        ids = [site.pk for site in self.filter(site_type=SiteType.SMTP_INBOUND) if site.hosts(server_name)]
         return self.filter(pk__in=ids).order_by("created", "pk")
 
 
@@ -593,6 +590,13 @@ class InternetSite(Document):
 
     def get_absolute_url(self):
         return reverse("directory:internetsite-detail", args=[self.pk])
+
+    def hosts(self, server_name):
+        """Does this SMTP Inbound site host the server (listed by name, or ``*``)?"""
+        wanted = names.abbreviate(server_name)
+        return self.site_type == SiteType.SMTP_INBOUND and any(
+            entry == "*" or names.same_name(entry, wanted) for entry in self.servers
+        )
 
     @property
     def all_options_off(self):
@@ -719,3 +723,58 @@ class AuditEntry(models.Model):
 
     def __str__(self):
         return f"{self.timestamp:%Y-%m-%d %H:%M:%S} {self.actor} {self.action} {self.document_type} {self.object_repr}"
+
+
+class DocumentVersion(models.Model):
+    """One saved version of a document, every field as stored, so it can be compared and restored.
+
+    Secrets are kept as stored (password hashes, private keys): a page shows them only as
+    set/changed, and only a restore puts them back. The document is named by type and id, not by a
+    foreign key, so the versions of a deleted document stay.
+    """
+
+    class Action(models.TextChoices):
+        BASELINE = "baseline", _("as found when history began")
+        CREATE = "create", _("created")
+        CHANGE = "change", _("changed")
+        DELETE = "delete", _("deleted")
+
+    document_type = models.CharField(_("document type"), max_length=50)
+    object_id = models.CharField(_("document id"), max_length=50)
+    number = models.PositiveIntegerField(_("version"))
+    action = models.CharField(_("action"), max_length=10, choices=Action.choices)
+    timestamp = models.DateTimeField(_("when"), default=timezone.now)
+    audit_entry = models.OneToOneField(
+        AuditEntry, verbose_name=_("audit entry"), null=True, blank=True, on_delete=models.SET_NULL, related_name="version",
+    )
+    restored_from = models.ForeignKey(
+        "self", verbose_name=_("restored from"), null=True, blank=True, on_delete=models.SET_NULL, related_name="restores",
+    )
+    data = models.JSONField(_("fields"), default=dict, help_text=_("Every field after the change (before it, for a delete), secrets as stored."))
+    settings_revision = models.PositiveBigIntegerField(
+        _("settings revision"), null=True, blank=True,
+        help_text=_("The directory revision a listener reports once it serves this version (set by the SMTP service)."),
+    )
+    bound_at = models.DateTimeField(
+        _("ports bound"), null=True, blank=True,
+        help_text=_("When a listener serving this version first reported every configured port bound."),
+    )
+
+    class Meta:
+        verbose_name = _("document version")
+        verbose_name_plural = _("document versions")
+        ordering = ["document_type", "object_id", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["document_type", "object_id", "number"], name="directory_version_number_unique"),
+        ]
+
+    def __str__(self):
+        return f"{self.document_type} {self.object_id} v{self.number}"
+
+    @property
+    def model(self):
+        return apps.get_model("directory", self.document_type)
+
+    @property
+    def actor(self):
+        return self.audit_entry.actor if self.audit_entry_id else ""

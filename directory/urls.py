@@ -1,8 +1,8 @@
-"""URLs of the directory documents: the same five pages for every document type, named
-``directory:<model_name>-list|detail|create|update|delete``."""
+"""URLs of the directory documents: the same pages for every document type, named
+``directory:<model_name>-list|detail|create|update|delete|history|compare|restore``."""
 from django.urls import path
 
-from directory import views
+from directory import history_views, views
 
 app_name = "directory"
 
@@ -15,6 +15,9 @@ def document_urls(document_type):
         ("<int:pk>/", detail_view, "detail"),
         ("<int:pk>/edit/", views.DocumentEditView, "update"),
         ("<int:pk>/delete/", views.DocumentDeleteView, "delete"),
+        ("<int:pk>/history/", history_views.HistoryView, "history"),
+        ("<int:pk>/history/compare/", history_views.CompareView, "compare"),
+        ("<int:pk>/history/<int:number>/restore/", history_views.RestoreView, "restore"),
     )
     return [
         path(f"{document_type.url_prefix}/{route}", view.as_view(document_type=document_type), name=f"{document_type.name}-{action}")
@@ -26,4 +29,5 @@ urlpatterns = [
     url for document_type in views.DOCUMENT_TYPES for url in document_urls(document_type)
 ] + [
     path("servers/<int:pk>/generate-certificate/", views.GenerateCertificateView.as_view(), name="server-generate-certificate"),
+    path("deleted/", history_views.DeletedListView.as_view(), name="deleted-list"),
 ]

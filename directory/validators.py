@@ -197,19 +197,39 @@ class EachValidator:
         return isinstance(other, EachValidator) and other.entry_validator is self.entry_validator
 
 
+ROUTE_TLS = ("verify", "any")
+"""A route's certificate check: verify (system trust store, or its ca_file) or accept any certificate."""
+
+
 def validate_routes(routes):
-    """SMTP connection routes: a list of {"domain": pattern, "host": host or host:port}."""
+    """SMTP connection routes: a list of {"domain": pattern, "host": host or host:port}, each with an
+    optional "tls" ("verify" or "any") and "ca_file" (absolute path of a CA bundle to trust)."""
     errors = []
     for route in routes or []:
-        if not isinstance(route, dict) or set(route) != {"domain", "host"}:
-            errors.append(
-                ValidationError(_("Each route needs exactly a domain and a host."), code="invalid_route")
-            )
+        if not isinstance(route, dict) or not {"domain", "host"} <= set(route) <= {"domain", "host", "tls", "ca_file"}:
+            errors.append(ValidationError(
+                _("Each route needs a domain and a host, and may have tls and ca_file."), code="invalid_route",
+            ))
             continue
         for validator, value in ((validate_domain, route["domain"]), (validate_host_port, route["host"])):
             try:
                 validator(str(value))
             except ValidationError as error:
                 errors.extend(error.error_list)
+        tls, ca_file = route.get("tls", "verify"), route.get("ca_file", "")
+        if tls not in ROUTE_TLS:
+            errors.append(ValidationError(
+                _("“%(value)s”: tls must be verify or any."), code="invalid_route_tls", params={"value": tls},
+            ))
+        if not isinstance(ca_file, str) or (ca_file and not ca_file.startswith("/")):
+            errors.append(ValidationError(
+                _("“%(value)s”: ca_file must be the absolute path of a CA bundle on the router's host."),
+                code="invalid_route_ca_file", params={"value": ca_file},
+            ))
+        elif ca_file and tls == "any":
+            errors.append(ValidationError(
+                _("The route to %(host)s names a CA bundle and accepts any certificate: choose one."),
+                code="route_ca_file_with_any", params={"host": route["host"]},
+            ))
     if errors:
         raise ValidationError(errors)

@@ -5,6 +5,8 @@ One generic set of views (list, detail, create, edit, delete) serves every docum
 role may change it. Every write goes through ``directory.audit`` so the trail records it.
 """
 import functools
+import hashlib
+import json
 import operator
 from dataclasses import dataclass
 
@@ -28,9 +30,10 @@ from django.views.generic.detail import SingleObjectMixin
 
 from adminconsole import roles
 from adminconsole.permissions import RoleRequiredMixin
-from directory import models, tls
+from directory import audit, history, models, tls
 from directory.audit import delete_document, save_document
 from directory.forms import FORMS, GenerateCertificateForm, ServerForm, TLSCredentialsForm
+from smtpservice import preview, served
 
 EMPTY = "—"
 PAGE_SIZE = 25
@@ -69,6 +72,9 @@ class DocumentType:
 
     def url(self, action, pk=None):
         return reverse(f"directory:{self.name}-{action}", args=[] if pk is None else [pk])
+
+    def restore_url(self, pk, number):
+        return reverse(f"directory:{self.name}-restore", args=[pk, number])
 
 
 DOCUMENT_TYPES = (
@@ -180,10 +186,16 @@ class Presenter:
 
 
 def with_change_rows(entries):
-    """Give each audit entry ``change_rows``: (label, old, new) in the words of its document's form."""
+    """Give each audit entry ``change_rows``: (label, old, new) in the words of its document's form,
+    and ``restored_version``: the number of the version it restored, if it is a restore."""
     presenters = {}
     entries = list(entries)
+    restores = dict(
+        models.DocumentVersion.objects.filter(audit_entry__in=[entry.pk for entry in entries], restored_from__isnull=False)
+        .values_list("audit_entry_id", "restored_from__number")
+    )
     for entry in entries:
+        entry.restored_version = restores.get(entry.pk)
         document_type = BY_NAME.get(entry.document_type)
         if document_type is None:
             entry.change_rows = [(name, old or EMPTY, new or EMPTY) for name, (old, new) in entry.changes.items()]
@@ -275,11 +287,16 @@ class DocumentDetailView(DocumentViewMixin, DetailView):
 
 
 class ServerDetailView(DocumentDetailView):
-    """Adds the “generate a self-signed certificate” action."""
+    """Adds the “generate a self-signed certificate” action, and the version the listener serves."""
 
     def get_context_data(self, **kwargs):
         kwargs.setdefault("generate_form", GenerateCertificateForm())
-        return super().get_context_data(**kwargs)
+        context = super().get_context_data(**kwargs)
+        versions = served.server_versions(self.object, audit.snapshot(self.object))
+        if versions["rollback"] is not None and context["can_edit"]:
+            versions["rollback_warnings"] = history.Restore(versions["rollback"]).warning_codes
+        context["server_versions"] = versions
+        return context
 
 
 DETAIL_VIEWS = {models.Server: ServerDetailView}
@@ -287,7 +304,11 @@ DETAIL_VIEWS = {models.Server: ServerDetailView}
 
 @method_decorator(never_cache, name="dispatch")
 class DocumentEditView(DocumentViewMixin, UpdateView):
-    """Create (no pk) or edit a document; warnings are shown and must be confirmed with “Save anyway”."""
+    """Create (no pk) or edit a document; warnings are shown and must be confirmed with “Save anyway”.
+
+    For the documents a listener reads (Server, Site, Configuration) “Preview” shows what saving does to
+    the listeners; a change that a running listener would apply is always shown once before it is saved.
+    """
 
     edit_page = True
     template_name = "directory/document_form.html"
@@ -297,6 +318,10 @@ class DocumentEditView(DocumentViewMixin, UpdateView):
 
     def get_form_class(self):
         return self.document_type.form_class
+
+    def get_context_data(self, **kwargs):
+        kwargs.setdefault("previewed", self.document_type.model in preview.EFFECTS)
+        return super().get_context_data(**kwargs)
 
     def get_form_kwargs(self):
         kwargs = super().get_form_kwargs()
@@ -308,14 +333,15 @@ class DocumentEditView(DocumentViewMixin, UpdateView):
         return kwargs
 
     def form_valid(self, form):
-        if form.unconfirmed_warnings:
-            form.ask_confirmation()
+        review = change_review(self.document_type, form)
+        if form.unconfirmed_warnings or self.must_review(review):
+            if form.warnings:
+                form.ask_confirmation()
             for field in form.fields.values():
                 if isinstance(field.widget, django_forms.PasswordInput):
                     # Keep the password just typed for “Save anyway”, or it would be lost silently.
                     field.widget.render_value = True
-            warnings = [(form.fields[field].label if field in form.fields else "", message) for field, _code, message in form.warnings]
-            return self.render_to_response(self.get_context_data(form=form, warnings=warnings))
+            return self.render_to_response(self.get_context_data(form=form, warnings=form_warnings(form), review=review))
         self.object = save_document(form, self.request.user)
         messages.success(
             self.request,
@@ -323,9 +349,60 @@ class DocumentEditView(DocumentViewMixin, UpdateView):
         )
         return redirect(self.object)
 
+    def must_review(self, review):
+        """“Preview” asks for the review; a change a running listener would apply needs it once before saving."""
+        if review is None:
+            return False
+        if "preview" in self.request.POST:
+            return True
+        return review.must_confirm and self.request.POST.get("confirm_preview") != review.digest
+
     def form_invalid(self, form):
         messages.error(self.request, gettext("Please correct the errors below."))
         return super().form_invalid(form)
+
+
+def form_warnings(form):
+    """A bound form's warnings as ``(field label, message)``."""
+    return [(form.fields[field].label if field in form.fields else "", message) for field, _code, message in form.warnings]
+
+
+def change_rows(document_type, changes):
+    """``(label, old, new)`` for ``{field: [old, new]}``; a secret only says it changed, never its value."""
+    presenter = Presenter(document_type)
+    rows = []
+    for name, (old, new) in changes.items():
+        if name in document_type.model.secret_fields:
+            rows.append((presenter.label(name), EMPTY, gettext("changed")))
+        else:
+            rows.append((presenter.label(name), presenter.display(name, old), presenter.display(name, new)))
+    return rows
+
+
+@dataclass
+class ChangeReview:
+    """What saving a valid form changes: its fields, old and new, and what running listeners do about it."""
+
+    rows: list
+    preview: object
+    digest: str
+    creating: bool = False
+
+    @property
+    def must_confirm(self):
+        return bool(self.rows) and self.preview is not None and self.preview.affects_running_listener
+
+
+def change_review(document_type, form):
+    """The review of a valid form of a document type a listener reads (Server, Site, Configuration), else None."""
+    instance = form.instance
+    if type(instance) not in preview.EFFECTS:
+        return None
+    stored = None if instance._state.adding else type(instance).objects.get(pk=instance.pk)
+    effects = preview.preview(instance, stored)
+    changes = audit.diff(audit.snapshot(stored), audit.snapshot(instance)) if stored is not None else {}
+    digest = hashlib.sha256(json.dumps(audit.snapshot(instance), sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return ChangeReview(change_rows(document_type, changes), effects, digest, creating=stored is None)
 
 
 class DocumentDeleteView(DocumentViewMixin, DeleteView):

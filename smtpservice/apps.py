@@ -7,7 +7,8 @@ class SmtpServiceConfig(AppConfig):
     verbose_name = _("SMTP service")
 
     def ready(self):
-        """Bump the directory revision on every saved or deleted document, so listeners reload."""
-        from smtpservice import snapshot
+        """Bump the directory revision on every saved or deleted document, so listeners reload; tie versions to it."""
+        from smtpservice import served, snapshot
 
         snapshot.connect_signals()
+        served.connect_signals()

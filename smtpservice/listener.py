@@ -11,6 +11,7 @@ pool: the event loop never waits on either.
 import asyncio
 import base64
 import binascii
+import collections
 import email.utils
 import logging
 import os
@@ -31,6 +32,8 @@ from smtpservice.tlscontext import server_context
 log = logging.getLogger("smtpservice.listener")
 
 IDENT = "ESMTP Service ready"
+POLL_INTERVAL = 0.25
+"""Seconds between checks of the directory's revision: a saved change applies within one second (spec 3.10)."""
 TLS_HANDSHAKE_TIMEOUT = 10.0
 """Seconds a client has to finish a TLS handshake (SSL port and STARTTLS)."""
 
@@ -45,6 +48,22 @@ SIZE_PARAMETER = re.compile(r"\bSIZE=(\d+)\b", re.IGNORECASE)
 def reply(pair):
     code, text = pair
     return f"{code} {text}"
+
+
+class CommandTable(dict):
+    """aiosmtpd's table of command methods, which answers a command it does not list with ``fallback(name)``.
+
+    aiosmtpd answers unknown commands itself and closes the session after five of them; through this
+    table they reach our replies and count toward the Error limit like any other error (spec 3.9).
+    """
+
+    def __init__(self, methods, fallback):
+        super().__init__(methods)
+        self.fallback = fallback
+
+    def get(self, name, default=None):
+        method = super().get(name)
+        return method if method is not None else self.fallback(name)
 
 
 class DominoSMTP(SMTP):
@@ -64,6 +83,8 @@ class DominoSMTP(SMTP):
         self.messages_accepted = 0
         self.last_reply = ""
         self.helo = ""
+        # aiosmtpd keeps these limits on the class, shared by every session; each session gets its own.
+        self.command_size_limits = collections.defaultdict(lambda: SMTP.command_size_limit)
         super().__init__(
             service.handler,
             hostname=self.snap.host_name,
@@ -73,6 +94,7 @@ class DominoSMTP(SMTP):
             timeout=service.idle_timeout,
             loop=service.loop,
         )
+        self._smtp_methods = CommandTable(self._smtp_methods, self.unknown_command)
 
     # --- connection ----------------------------------------------------------------------------
 
@@ -87,12 +109,10 @@ class DominoSMTP(SMTP):
             local_ip=local[0], local_port=local[1], port=self.port_kind, client_ip=peer[0],
         )
         greeting = policy.session_greeting(self.snap, self.facts)
-        self.record("CONNECT", greeting)
+        self.record("CONNECT", greeting, greeting.reply or "220")
         if not greeting.allowed:
             self.refusal = greeting
-            refused = self.refuse_command
-            self._smtp_methods = {name: refused for name in self._smtp_methods}
-            self._smtp_methods["QUIT"] = self.smtp_QUIT
+            self._smtp_methods = CommandTable({"QUIT": self.smtp_QUIT}, self.refused_command)
         self.service.session_opened(self)
 
     def connection_lost(self, error):
@@ -127,30 +147,38 @@ class DominoSMTP(SMTP):
         return True
 
     def close(self):
+        """End the session now: no further command is read, not even one the client pipelined."""
+        if self._handler_coroutine is not None:
+            self._handler_coroutine.cancel()
         if self.transport is not None:
             self.transport.close()
 
     # --- replies ---------------------------------------------------------------------------------
 
     async def push(self, status):
+        """Send a reply: the refusal instead of the greeting, the spec's texts for aiosmtpd's, and past the
+        Error limit the 421 instead of the error, closing the session (spec 3.9)."""
         if isinstance(status, bytes):
             status = status.decode("ascii", "replace")
         if not self.greeted and status.startswith("220 "):
             self.greeted = True
-            if self.refusal is not None:
-                status = self.refusal.reply
+            await self.send(self.refusal.reply if self.refusal is not None else status)
+            return
         status = AIOSMTPD_REPLACEMENTS.get(status, status)
-        await super().push(status)
-        self.last_reply = status
         code = int(status[:3]) if status[:3].isdigit() else None
-        if self.refusal is None and policy.counts_as_error(code) and not status.startswith("421"):
+        if policy.counts_as_error(code) and code != policy.ERROR_LIMIT[0]:
             self.errors += 1
             limit = policy.within_error_limit(self.snap, self.errors)
             if not limit.allowed:
                 self.record("ERROR", limit)
-                await super().push(limit.reply)
-                self.last_reply = limit.reply
+                await self.send(limit.reply)
                 self.close()
+                return
+        await self.send(status)
+
+    async def send(self, status):
+        await super().push(status)
+        self.last_reply = status
 
     def record(self, command, decision, reply_text=None):
         """Keep one step of the session log: the command, the rule that decided, why, and the reply."""
@@ -161,9 +189,21 @@ class DominoSMTP(SMTP):
             "reply": reply_text if reply_text is not None else decision.reply,
         })
 
-    async def refuse_command(self, arg):
-        """After a refused greeting every command but QUIT gets 503 with the same text (spec 3.3)."""
-        await self.push(policy.after_refused_greeting(self.refusal).reply)
+    def refused_command(self, name):
+        """After a refused greeting every command but QUIT, known or not, gets 503 with the same text (spec 3.3)."""
+
+        async def refuse(arg):
+            decision = policy.after_refused_greeting(self.refusal)
+            self.record(name, decision)
+            await self.push(decision.reply)
+
+        return refuse
+
+    def unknown_command(self, name):
+        async def unknown(arg):
+            await self.push(f'500 5.5.1 Error: command "{name}" not recognized')
+
+        return unknown
 
     # --- commands --------------------------------------------------------------------------------
 
@@ -177,7 +217,7 @@ class DominoSMTP(SMTP):
         self.session.host_name = self.helo = hostname
         offer = policy.ehlo_extensions(self.snap, self.facts)
         if any(item.startswith("SIZE") for item in offer):
-            self.command_size_limits["MAIL"] += 26
+            self.command_size_limits["MAIL"] = self.command_size_limit + 26
         lines = [self.hostname, *offer]
         self.record("EHLO", policy.Decision(True, 250, "", "ehlo", offer.detail), "250")
         for line in lines[:-1]:
@@ -296,6 +336,7 @@ class DominoSMTP(SMTP):
             await self.push(decision.reply)
             return
         await super().smtp_MAIL(arg)
+        self.record("MAIL", decision, self.last_reply)
 
     @syntax("HELP [command]")
     async def smtp_HELP(self, arg):
@@ -383,7 +424,7 @@ def message_headers(data):
 class ListenerService:
     """Runs the listener of one Server document until asked to stop."""
 
-    def __init__(self, server_name, *, poll_interval=0.25, heartbeat_interval=2.0, retry_interval=2.0,
+    def __init__(self, server_name, *, poll_interval=POLL_INTERVAL, heartbeat_interval=2.0, retry_interval=2.0,
                  idle_timeout=300.0, shutdown_grace=10.0):
         self.server_name = server_name
         self.poll_interval = poll_interval
@@ -403,6 +444,7 @@ class ListenerService:
         self.tls_contexts = {}
         self.hash_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="smtp-auth")
         self.stopping = None
+        self.stop_requested = False
         self.ready = None
 
     # --- database work, in the one ORM thread ---------------------------------------------------
@@ -536,6 +578,8 @@ class ListenerService:
     async def run(self):
         self.loop = asyncio.get_running_loop()
         self.stopping = asyncio.Event()
+        if self.stop_requested:
+            self.stopping.set()
         await self.refresh(force=True)
         await self.reconcile()
         await self.heartbeat()
@@ -560,6 +604,8 @@ class ListenerService:
         await self.shutdown()
 
     def stop(self):
+        """Ask the listener to stop, from any thread, even before ``run`` has begun."""
+        self.stop_requested = True
         if self.stopping is not None:
             self.loop.call_soon_threadsafe(self.stopping.set)
 

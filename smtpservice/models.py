@@ -21,7 +21,15 @@ class DirectoryRevision(models.Model):
 
 
 class ReceivedMessage(models.Model):
-    """A message the listener accepted with 250: stored whole, with its envelope, before that reply."""
+    """A message the listener accepted with 250: stored whole, with its envelope, before that reply.
+
+    The console's test messages and the router's non-delivery reports are stored the same way.
+    """
+
+    class Origin(models.TextChoices):
+        SMTP = "smtp", _("received by SMTP")
+        CONSOLE = "console", _("test message from the console")
+        REPORT = "report", _("non-delivery report")
 
     server = models.ForeignKey("directory.Server", verbose_name=_("server"), on_delete=models.CASCADE, related_name="received_messages")
     received_at = models.DateTimeField(_("received"), default=timezone.now, db_index=True)
@@ -37,6 +45,7 @@ class ReceivedMessage(models.Model):
     tls = models.BooleanField(_("TLS"), default=False)
     authenticated_as = models.CharField(_("authenticated as"), max_length=200, blank=True)
     session_id = models.CharField(_("session"), max_length=32, blank=True, db_index=True)
+    origin = models.CharField(_("origin"), max_length=10, choices=Origin.choices, default=Origin.SMTP)
 
     class Meta:
         verbose_name = _("received message")
@@ -64,6 +73,10 @@ class MailboxEntry(models.Model):
 class QueuedRecipient(models.Model):
     """A recipient of a received message to be relayed by the router (the outbound queue)."""
 
+    class HeldBy(models.TextChoices):
+        ADMIN = "admin", _("an administrator")
+        ROUTER = "router", _("the router: the settings allow no outbound SMTP")
+
     class State(models.TextChoices):
         QUEUED = "queued", _("queued")
         IN_FLIGHT = "in_flight", _("in flight")
@@ -78,11 +91,63 @@ class QueuedRecipient(models.Model):
     attempts = models.PositiveIntegerField(_("attempts"), default=0)
     next_attempt_at = models.DateTimeField(_("next attempt"), default=timezone.now, db_index=True)
     last_error = models.TextField(_("last error"), blank=True)
+    held_by = models.CharField(_("held by"), max_length=10, choices=HeldBy.choices, blank=True)
+    claimed_by = models.CharField(
+        _("router"), max_length=100, blank=True, help_text=_("The router sending to this recipient now."),
+    )
+    lease_expires_at = models.DateTimeField(
+        _("claim expires"), null=True, blank=True,
+        help_text=_("Past this time another router may take the recipient back (its router stopped)."),
+    )
+    destination = models.CharField(_("destination"), max_length=300, blank=True)
+    delivered_at = models.DateTimeField(_("delivered"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("queued recipient")
         verbose_name_plural = _("relay queue")
         ordering = ["next_attempt_at", "pk"]
+
+    @property
+    def is_pending(self):
+        """Still to be sent: the console refreshes the message page while any recipient is."""
+        return self.state in (self.State.QUEUED, self.State.IN_FLIGHT, self.State.DEFERRED)
+
+
+class DeliveryAttempt(models.Model):
+    """One try at sending a message to one destination (or a console action on it), as the log shows it."""
+
+    class Outcome(models.TextChoices):
+        DELIVERED = "delivered", _("delivered")
+        DEFERRED = "deferred", _("deferred")
+        FAILED = "failed", _("failed")
+        HELD = "held", _("held")
+        PARTIAL = "partial", _("some recipients delivered")
+        ACTION = "action", _("console action")
+
+    class Tls(models.TextChoices):
+        NONE = "none", _("none (clear text)")
+        STARTTLS = "starttls", _("STARTTLS")
+        IMPLICIT = "implicit", _("TLS from the first byte (SSL port)")
+
+    message = models.ForeignKey(ReceivedMessage, verbose_name=_("message"), on_delete=models.CASCADE, related_name="attempts")
+    started_at = models.DateTimeField(_("started"), default=timezone.now, db_index=True)
+    ended_at = models.DateTimeField(_("ended"), null=True, blank=True)
+    actor = models.CharField(_("by"), max_length=200, help_text=_("The router, or the console user of an action."))
+    outcome = models.CharField(_("outcome"), max_length=10, choices=Outcome.choices)
+    recipients = models.JSONField(_("recipients"), default=list, help_text=_("[{recipient, result, reply}]"))
+    destination = models.CharField(_("destination"), max_length=300, blank=True)
+    host = models.CharField(_("host"), max_length=255, blank=True)
+    port = models.PositiveIntegerField(_("port"), null=True, blank=True)
+    tls = models.CharField(_("TLS"), max_length=10, choices=Tls.choices, blank=True)
+    certificate = models.CharField(_("certificate check"), max_length=300, blank=True)
+    authentication = models.CharField(_("authentication"), max_length=300, blank=True)
+    detail = models.TextField(_("detail"), blank=True)
+    transcript = models.JSONField(_("transcript"), default=list, help_text=_("Commands sent (>) and replies (<), passwords masked."))
+
+    class Meta:
+        verbose_name = _("delivery attempt")
+        verbose_name_plural = _("delivery attempts")
+        ordering = ["started_at", "pk"]
 
 
 class ListenerStatus(models.Model):

@@ -146,10 +146,16 @@ class TlsCredentialsSnapshot:
 
 @dataclass(frozen=True)
 class Route:
-    """An SMTP connection route: mail for ``domain`` goes to ``host`` (``host`` or ``host:port``)."""
+    """An SMTP connection route: mail for ``domain`` goes to ``host`` (``host`` or ``host:port``).
+
+    ``tls`` is "verify" (check the certificate, against ``ca_file`` when given, else the system trust
+    store) or "any" (accept any certificate).
+    """
 
     domain: str
     host: str
+    tls: str = "verify"
+    ca_file: str = ""
 
 
 @dataclass(frozen=True)
@@ -285,7 +291,8 @@ class SessionFacts:
             object.__setattr__(self, "tls", True)
 
     def after_starttls(self):
-        return replace(self, tls=True, starttls_done=True)
+        """RFC 3207 s 4.2: the server forgets what it learnt before the handshake, an earlier AUTH too."""
+        return replace(self, tls=True, starttls_done=True, authenticated_as=None)
 
     def after_auth(self, full_name):
         return replace(self, authenticated_as=full_name)

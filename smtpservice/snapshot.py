@@ -93,7 +93,10 @@ def _configuration(server):
         document, source = ConfigurationSettings(), _("built-in defaults (no Configuration Settings document)")
     values = {f.name: getattr(document, f.name) for f in fields(policy.ConfigSnapshot)}
     values["local_domains"] = document.effective_local_domains(server)
-    values["routes"] = tuple(policy.Route(route["domain"], route["host"]) for route in document.routes)
+    values["routes"] = tuple(
+        policy.Route(route["domain"], route["host"], route.get("tls", "verify"), route.get("ca_file", ""))
+        for route in document.routes
+    )
     return policy.ConfigSnapshot(**values), source
 
 

@@ -7,9 +7,10 @@ from django.urls import URLResolver, get_resolver, reverse
 
 from adminconsole import roles
 from adminconsole.roles import EDITOR, MANAGER, READER
-from directory import models
+from directory import audit, models
 from tests.conftest import make_user
 from tests.documents import make_documents
+from tests.smtpservice import records
 
 DOCUMENT_EDIT_ROLES = {
     "server": EDITOR, "configurationsettings": EDITOR, "internetsite": EDITOR,
@@ -24,6 +25,20 @@ EXPECTED = {
     "user-create": (MANAGER, MANAGER),
     "user-role": (MANAGER, MANAGER),
     "directory:server-generate-certificate": (EDITOR, EDITOR),
+    "directory:deleted-list": (READER, None),
+}
+# Pages of the SMTP service: read-only, and the object behind each pk (documents[...]).
+SMTP_PAGES = {
+    "smtpservice:message-list": None, "smtpservice:message-detail": "receivedmessage",
+    "smtpservice:message-download": "receivedmessage", "smtpservice:mailbox-list": None,
+    "smtpservice:mailbox": "person", "smtpservice:mailbox-message": "mailboxentry",
+    "smtpservice:session-list": None, "smtpservice:session-detail": "sessionlog",
+}
+EXPECTED |= {name: (READER, None) for name in SMTP_PAGES}
+# The relay queue: Reader sees, Editor acts; the pk of a message page is documents["receivedmessage"].
+EXPECTED |= {
+    "queue:list": (READER, None), "queue:message-detail": (READER, None), "queue:send-test": (EDITOR, EDITOR),
+    **{f"queue:message-{action}": (EDITOR, EDITOR) for action in ("retry", "hold", "release", "delete")},
 }
 for _model_name, _edit_role in DOCUMENT_EDIT_ROLES.items():
     EXPECTED |= {
@@ -32,6 +47,9 @@ for _model_name, _edit_role in DOCUMENT_EDIT_ROLES.items():
         f"directory:{_model_name}-create": (_edit_role, _edit_role),
         f"directory:{_model_name}-update": (_edit_role, _edit_role),
         f"directory:{_model_name}-delete": (_edit_role, _edit_role),
+        f"directory:{_model_name}-history": (READER, None),
+        f"directory:{_model_name}-compare": (READER, None),
+        f"directory:{_model_name}-restore": (_edit_role, _edit_role),
     }
 # Usable without logging in.
 PUBLIC = {"login", "set_language"}
@@ -55,7 +73,11 @@ PROTECTED = sorted(name for name in URLS if name in EXPECTED)
 @pytest.fixture
 def documents(db):
     found = make_documents()
+    for document in list(found.values()):
+        audit.baseline_version(document)  # version 1, for the restore pages
     found["user"] = make_user("target", READER)
+    found["receivedmessage"], found["mailboxentry"] = records.received(found["server"], found["person"])
+    found["sessionlog"] = records.session(found["server"])
     return found
 
 
@@ -65,7 +87,13 @@ def url_of(name, documents):
         return reverse(name)
     if name.startswith("user-"):
         return reverse(name, args=[documents["user"].pk])
+    if name in SMTP_PAGES:
+        return reverse(name, args=[documents[SMTP_PAGES[name]].pk])
+    if name.startswith("queue:"):
+        return reverse(name, args=[documents["receivedmessage"].pk])
     model_name = name.removeprefix("directory:").split("-", 1)[0]
+    if "number" in URLS[name].pattern.converters:
+        return reverse(name, args=[documents[model_name].pk, 1])
     return reverse(name, args=[documents[model_name].pk])
 
 
@@ -74,7 +102,7 @@ def state():
     tables = {
         model.__name__: list(model.objects.order_by("pk").values())
         for model in (models.Server, models.ConfigurationSettings, models.InternetSite, models.Person,
-                      models.Group, models.TLSCredentials, models.AuditEntry)
+                      models.Group, models.TLSCredentials, models.AuditEntry, models.DocumentVersion)
     }
     tables["users"] = list(User.objects.order_by("pk", "groups__name").values_list("username", "password", "groups__name"))
     return tables

@@ -4,15 +4,21 @@ import shutil
 
 import pytest
 
+# The real listener and its documents, shared with the listener's own tests.
+from tests.smtpservice.conftest import configuration, jane, make_server, run_listener  # noqa: F401
+
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 
-# Playwright's sync API runs an event loop in this thread; the ORM calls a test makes between
-# browser steps are still plain synchronous calls, so Django's async guard does not apply here.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
+@pytest.fixture
+def browser(monkeypatch):
+    """A fresh Chromium per test: Playwright's sync API keeps an event loop running in this thread while
+    it is open, which would break later tests of the same worker that call asyncio.run().
 
-@pytest.fixture(scope="session")
-def browser():
+    The ORM calls a test makes between browser steps are plain synchronous calls, so Django's async
+    guard (which sees Playwright's loop) is lifted for browser tests only.
+    """
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     if not shutil.which(CHROMIUM):
         pytest.fail(f"Chromium not found at {CHROMIUM}: install Debian's chromium package (.ci/run does).")
     from playwright.sync_api import sync_playwright

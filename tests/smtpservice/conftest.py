@@ -2,6 +2,7 @@
 import socket
 import ssl
 import threading
+import time
 
 import pytest
 import trustme
@@ -17,6 +18,17 @@ def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def wait_until(condition, timeout=5.0, message="the condition did not hold in time"):
+    """Poll ``condition`` until it returns something true, and return that; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        assert time.monotonic() < deadline, message
+        time.sleep(0.02)
 
 
 @pytest.fixture(scope="session")
@@ -70,6 +82,23 @@ def make_server(transactional_db):
     def make(**overrides):
         data = {**SERVER_DEFAULTS, "smtp_inbound_tcp_port": free_port(), "smtp_inbound_ssl_port": free_port(), **overrides}
         return save(models.Server, data)
+
+    return make
+
+
+SITE_DEFAULTS = {
+    "site_type": "smtp_inbound", "organization": "Acme", "mapped_addresses": ["*"], "servers": ["*"],
+    "tcp_auth_name_password": False, "tcp_auth_anonymous": True,
+    "ssl_auth_client_certificate": False, "ssl_auth_name_password": True, "ssl_auth_anonymous": True,
+}
+
+
+@pytest.fixture
+def make_site(transactional_db):
+    """An SMTP Inbound Internet Site document (spec defaults), with any field overridden."""
+
+    def make(name="Acme SMTP", **overrides):
+        return save(models.InternetSite, {**SITE_DEFAULTS, "name": name, **overrides})
 
     return make
 

@@ -75,6 +75,10 @@ def test_ssl_port_and_starttls_count_as_tls():
     assert AFTER_STARTTLS.starttls_done and not SSL_PORT.starttls_done
 
 
+def test_starttls_forgets_an_earlier_auth():
+    assert CLEAR.after_auth("Jane Doe/Sales/Acme").after_starttls().authenticated_as is None
+
+
 def test_unknown_port_kind_is_a_programming_error():
     with pytest.raises(ValueError):
         facts("submission")

@@ -24,10 +24,18 @@ class Command(BaseCommand):
             raise CommandError(str(error)) from None
 
     async def serve(self, service):
+        """Run until a signal stops the listener; say "started" only once its settings are loaded and its ports bound."""
         loop = asyncio.get_running_loop()
-        task = asyncio.ensure_future(service.run())
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, service.stop)
-        self.stdout.write(_("SMTP listener for %(server)s started; SIGTERM or Ctrl-C stops it.") % {"server": service.server_name})
+        service.ready = asyncio.Event()
+        task = asyncio.ensure_future(service.run())
+        ready = asyncio.ensure_future(service.ready.wait())
+        await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
+        ready.cancel()
+        if service.ready.is_set():
+            self.stdout.write(_("SMTP listener for %(server)s started; SIGTERM or Ctrl-C stops it.") % {
+                "server": service.snapshot.server_name,
+            })
         await task
         self.stdout.write(_("SMTP listener stopped."))
