@@ -25,6 +25,7 @@ from email.parser import BytesHeaderParser
 
 from aiosmtpd.smtp import MISSING, SMTP, syntax
 from asgiref.sync import sync_to_async
+from django.utils.translation import gettext as _
 
 from smtpservice import policy, storage
 from smtpservice.tlscontext import server_context
@@ -121,7 +122,7 @@ class DominoSMTP(SMTP):
 
     async def _handle_client(self):
         if self.port_kind == policy.SSL:
-            context = self.service.tls_context_for(self.facts)
+            context = self.service.tls_context_for(self.snap, self.facts)
             if context is None or not await self.start_tls(context):
                 self.close()
                 return
@@ -147,11 +148,18 @@ class DominoSMTP(SMTP):
         return True
 
     def close(self):
-        """End the session now: no further command is read, not even one the client pipelined."""
+        """End the session now: no further command is answered, not even one the client pipelined.
+
+        aiosmtpd's command loop runs while ``transport`` is set, and a cancelled task stops only at its
+        next pause, so both are cleared here (aiosmtpd's own QUIT cancels the same way).
+        """
         if self._handler_coroutine is not None:
             self._handler_coroutine.cancel()
+        if self._timeout_handle is not None:
+            self._timeout_handle.cancel()
         if self.transport is not None:
             self.transport.close()
+            self.transport = None
 
     # --- replies ---------------------------------------------------------------------------------
 
@@ -200,8 +208,10 @@ class DominoSMTP(SMTP):
         return refuse
 
     def unknown_command(self, name):
+        """A command aiosmtpd does not know: 500 (RFC 5321 s 4.2.4), an error like any other."""
+
         async def unknown(arg):
-            await self.push(f'500 5.5.1 Error: command "{name}" not recognized')
+            await self.push(f'500 5.5.1 Error: command "{sanitize_header_text(name)}" not recognized')
 
         return unknown
 
@@ -239,7 +249,7 @@ class DominoSMTP(SMTP):
         if not decision.allowed:
             await self.push(decision.reply)
             return
-        context = self.service.tls_context_for(self.facts)
+        context = self.service.tls_context_for(self.snap, self.facts)
         if context is None:
             await self.push(reply(policy.TLS_NOT_AVAILABLE))
             return
@@ -297,7 +307,12 @@ class DominoSMTP(SMTP):
                 return None
             authzid, login, password = parts
             if authzid and authzid != login:
-                await self.push("535 5.7.8 Authorization identity must match the login")
+                self.record("AUTH", policy.Decision(
+                    False, *policy.AUTH_FAILED, "authorization_identity",
+                    _("The authorization identity of AUTH PLAIN is not the login."), close=True,
+                ))
+                await self.push(reply(policy.AUTH_FAILED))
+                self.close()
                 return None
         else:
             login = await self.decode_response(initial) if initial is not None else await self.challenge("User Name")
@@ -383,11 +398,11 @@ class Handler:
             message_id = await self.service.store(server, envelope, data)
         except Exception:
             log.exception("%s storing a message failed", server.facts.client_ip)
-            server.record("DATA", policy.Decision(False, 451, "", "storage_failed", "storing the message failed"),
+            server.record("DATA", policy.Decision(False, 451, "", "storage_failed", _("Storing the message failed.")),
                           reply(policy.STORAGE_FAILED))
             return reply(policy.STORAGE_FAILED)
         server.messages_accepted += 1
-        server.record("DATA", policy.Decision(True, 250, "", "stored", f"stored as message {message_id}"), "250")
+        server.record("DATA", policy.Decision(True, 250, "", "stored", _("Stored as message %(id)s.") % {"id": message_id}), "250")
         return f"250 2.0.0 OK: queued as {message_id}"
 
     async def handle_exception(self, error):
@@ -484,8 +499,9 @@ class ListenerService:
             self.sessions.discard(session)
             self.finished_sessions.append(storage.session_record(self.server_id, session))
 
-    def tls_context_for(self, facts):
-        choice = policy.tls_credentials_for(self.snapshot, facts.local_ip)
+    def tls_context_for(self, snap, facts):
+        """The TLS context of the credentials that serve the session's local address, per its own snapshot."""
+        choice = policy.tls_credentials_for(snap, facts.local_ip)
         return self.tls_contexts.get(choice.name)
 
     # --- settings and ports ----------------------------------------------------------------------

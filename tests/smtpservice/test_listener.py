@@ -5,6 +5,7 @@ words is compared with the exact text of its section 6; certificates come from a
 every listener a test starts is stopped by the ``run_listener`` fixture.
 """
 import asyncio
+import base64
 import os
 import smtplib
 import socket
@@ -581,6 +582,20 @@ def test_failed_auth_closes_the_session_for_aiosmtplib_too(make_server, configur
     assert (refused.code, refused.message) == (AUTH_FAILED[0], AUTH_FAILED[1].decode())
 
 
+def test_failed_auth_closes_at_once_and_ignores_pipelined_commands(make_server, configuration, jane, run_listener):
+    server = make_server(smtp_inbound_tcp_auth_name_password=True, smtp_inbound_tcp_auth_anonymous=False)
+    run_listener(server)
+    wrong = base64.b64encode(b"\0jane@acme.test\0wrong-password").decode()
+    with socket.create_connection((LOCAL, server.smtp_inbound_tcp_port), timeout=10) as sock:
+        sock.sendall(f"EHLO {CLIENT_NAME}\r\nAUTH PLAIN {wrong}\r\nMAIL FROM:<{SENDER}>\r\nNOOP\r\n".encode())
+        received = b""
+        while chunk := sock.recv(4096):
+            received += chunk
+    assert received.decode().splitlines()[-1] == "535 5.7.8 Authentication credentials invalid"
+    log = wait_until(lambda: SessionLog.objects.filter(server=server).first(), message="no session log was written")
+    assert [event["command"] for event in log.events] == ["CONNECT", "EHLO", "AUTH"]
+
+
 def test_second_auth_in_a_session_is_refused(make_server, configuration, jane, run_listener, client_tls):
     server = make_server(smtp_inbound_tcp_auth_name_password=True)
     run_listener(server)
@@ -879,7 +894,7 @@ def test_refused_greeting_replies_count_toward_the_error_limit(make_server, conf
 class SlowPBKDF2PasswordHasher(PBKDF2PasswordHasher):
     """PBKDF2 with enough iterations that checking one password takes about a second."""
 
-    iterations = 2_000_000
+    iterations = 3_000_000
 
 
 def test_slow_password_hash_does_not_stall_other_sessions(settings, make_server, configuration, run_listener):
