@@ -4,25 +4,38 @@ the inbound settings that apply with the document each one comes from.
 The effective settings are asked of ``smtpservice.policy`` over the snapshot the listener itself
 loads (``load_snapshot``), so the console cannot tell a different story from the listener's.
 """
+import datetime
 import ipaddress
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from django.utils import formats, timezone
 from django.utils.timesince import timesince
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from directory import audit
 from directory.models import ConfigurationSettings, InternetSite, Server, TLSCredentials
 from directory.views import BY_MODEL, EMPTY, Presenter
-from smtpservice import policy
+from smtpservice import policy, served
 from smtpservice import snapshot as snapshots
-from smtpservice.models import ListenerStatus
+from smtpservice.models import DirectoryRevision, ListenerStatus
 
 PORT_KINDS = {policy.TCP: gettext_lazy("TCP/IP"), policy.SSL: gettext_lazy("SSL")}
 
 # Bootstrap contextual classes, from all well to stopped.
 OK, NOTICE, PROBLEM, OFF = "success", "warning", "danger", "secondary"
+
+# Kinds of drift between what the directory configures and what the listener reports (docs/explain.md).
+LISTENER_DOWN, STALE_HEARTBEAT, BIND_FAILURE, OLDER_REVISION = "listener_down", "stale_heartbeat", "bind_failure", "older_revision"
+DRIFT_LABELS = {
+    LISTENER_DOWN: gettext_lazy("Drift: listener down"),
+    STALE_HEARTBEAT: gettext_lazy("Drift: stale heartbeat"),
+    BIND_FAILURE: gettext_lazy("Drift: port not bound"),
+    OLDER_REVISION: gettext_lazy("Drift: older settings"),
+}
+PICKUP_SECONDS = 1
+"""A saved change applies within one second (spec 3.10): a heartbeat later than that must report it."""
 
 # Inbound settings of the Configuration Settings document, in the order of its tabs (spec section 2).
 CONFIGURATION_FIELDS = (
@@ -63,6 +76,24 @@ class PortState:
 
 
 @dataclass(frozen=True)
+class Drift:
+    """What is configured and what the listener reports differ: in plain words, with the fix.
+
+    ``restore`` is the last version of the Server document whose ports all bound, for a port that
+    fails to bind (``served.last_bound_version``).
+    """
+
+    kind: str
+    text: str
+    fix: str
+    restore: object = None
+
+    @property
+    def label(self):
+        return DRIFT_LABELS[self.kind]
+
+
+@dataclass(frozen=True)
 class ListenerReport:
     """The listener of one server in plain words: ``headline``, then ``fix`` (and ``command``) when action is needed."""
 
@@ -74,10 +105,31 @@ class ListenerReport:
     ports: tuple = ()
     notes: tuple = ()
     current_revision: int = 0
+    drift: tuple = ()
 
     @property
     def revision_behind(self):
         return self.status is not None and self.status.revision < self.current_revision
+
+    @property
+    def drift_details(self):
+        """The drift the headline does not already state with its fix (listener down, stale heartbeat)."""
+        return tuple(drift for drift in self.drift if drift.kind not in (LISTENER_DOWN, STALE_HEARTBEAT))
+
+    @property
+    def flag(self):
+        """The dashboard's one-line summary of configured against bound."""
+        if self.drift:
+            return ", ".join(dict.fromkeys(str(drift.label) for drift in self.drift))
+        if self.level == OFF:
+            return _("Listener task Disabled")
+        return _("Configured ports bound")
+
+    @property
+    def flag_level(self):
+        if any(drift.kind != OLDER_REVISION for drift in self.drift):
+            return PROBLEM
+        return NOTICE if self.drift else (OFF if self.level == OFF else OK)
 
 
 def _port_state(entry):
@@ -101,7 +153,15 @@ def _port_state(entry):
 
 def listener_report(server, current_revision=None):
     """Is the listener of ``server`` running, serving its ports, on the current settings? And if not, the fix."""
-    current = snapshots.current_revision() if current_revision is None else current_revision
+    report = _status_report(server, snapshots.current_revision() if current_revision is None else current_revision)
+    drift = tuple(drift_of(server, report))
+    if any(item.kind == OLDER_REVISION for item in drift):
+        # The drift says it with the fix; the note is for a change still being picked up.
+        return replace(report, drift=drift, notes=())
+    return replace(report, drift=drift)
+
+
+def _status_report(server, current):
     status = ListenerStatus.objects.filter(server=server).first()
     command = runsmtp_command(server)
     if status is None or not status.running:
@@ -137,6 +197,53 @@ def listener_report(server, current_revision=None):
     if level == OK and notes:
         level = NOTICE
     return ListenerReport(level, headline, status=status, ports=ports, notes=tuple(notes), current_revision=current)
+
+
+def _changed_at():
+    return DirectoryRevision.objects.filter(pk=DirectoryRevision.SINGLETON).values_list("changed", flat=True).first()
+
+
+def drift_of(server, report):
+    """Each way what the directory configures and what the listener reports differ, with its fix."""
+    status, command = report.status, report.command or runsmtp_command(server)
+    if status is None or not status.running:
+        if not server.smtp_listener_enabled:
+            return []
+        return [Drift(LISTENER_DOWN, _(
+            "SMTP listener task is Enabled, but no listener is running: none of the configured ports is bound."
+        ), _("Start the listener: %(command)s") % {"command": command})]
+    if status.is_stale:
+        return [Drift(STALE_HEARTBEAT, _(
+            "The listener's last heartbeat is from %(when)s: whether its ports are still bound is unknown."
+        ) % {"when": when(status.heartbeat_at)}, _(
+            "End its process (%(pid)s on %(host)s) if it is still there, then start it again: %(command)s"
+        ) % {"pid": status.pid, "host": status.host or "?", "command": command})]
+    drifts = []
+    unbound = [port for port in report.ports if port.configured and not port.bound]
+    if unbound:
+        text = " ".join(_("%(kind)s port %(port)s on %(address)s is configured but not bound (%(why)s).") % {
+            "kind": port.kind, "port": port.port, "address": port.address,
+            "why": port.error or _("not bound yet"),
+        } for port in unbound)
+        rollback = served.last_bound_version(server, audit.snapshot(server)) if any(port.error for port in unbound) else None
+        if rollback is not None:
+            fix = _(
+                "Free the port, or restore version %(number)s of this Server document, the last version whose ports "
+                "all bound."
+            ) % {"number": rollback.number}
+        else:
+            fix = _("Free the port, or choose another port number on the Mail tab; the listener tries again every few seconds.")
+        drifts.append(Drift(BIND_FAILURE, text, fix, rollback))
+    changed = _changed_at() if status.revision != report.current_revision else None
+    if changed is not None and status.heartbeat_at > changed + datetime.timedelta(seconds=PICKUP_SECONDS):
+        drifts.append(Drift(OLDER_REVISION, _(
+            "The listener serves settings revision %(used)s, but the directory is at revision %(current)s since "
+            "%(when)s: it has not picked up the newest change."
+        ) % {"used": status.revision, "current": report.current_revision, "when": when(changed)}, _(
+            "A running listener loads a change within a second: read its log, and restart it if it stays behind: "
+            "%(command)s"
+        ) % {"command": command}))
+    return drifts
 
 
 # --- Effective settings -------------------------------------------------------------------------

@@ -5,14 +5,24 @@ from email.header import decode_header, make_header
 
 from django import template
 
+from adminconsole import roles
 from smtpservice import console
 
 register = template.Library()
 
 
-@register.inclusion_tag("includes/listener_status.html")
-def listener_status(server, heading_level=2):
-    return {"server": server, "report": console.listener_report(server), "heading_level": heading_level}
+@register.inclusion_tag("includes/listener_status.html", takes_context=True)
+def listener_status(context, server, heading_level=2):
+    return {
+        "server": server, "report": console.listener_report(server), "heading_level": heading_level,
+        "can_restore": can_restore(context),
+    }
+
+
+def can_restore(context):
+    """May the user viewing the page restore a version of a Server document (its edit role, Editor)?"""
+    request = context.get("request")
+    return request is not None and roles.has_role(request.user, roles.EDITOR)
 
 
 @register.inclusion_tag("includes/effective_settings.html")

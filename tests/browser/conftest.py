@@ -3,6 +3,7 @@ import os
 import shutil
 
 import pytest
+from django.db import connections
 
 # The real listener and its documents, shared with the listener's own tests.
 from tests.smtpservice.conftest import configuration, jane, make_server, run_listener  # noqa: F401
@@ -34,6 +35,9 @@ def browser(monkeypatch):
         )
         yield browser
         browser.close()
+        # ORM calls made while Playwright's loop ran opened connections in its context; close them
+        # here, in the same context, or PostgreSQL cannot drop the test database at the end.
+        connections.close_all()
 
 
 @pytest.fixture

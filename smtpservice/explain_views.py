@@ -1,0 +1,68 @@
+"""Console pages that explain and verify one server's inbound SMTP: the policy simulator and the self-test.
+
+Both read the settings snapshot the listener itself loads (``load_snapshot``). The simulator changes
+nothing and answers a Reader; its form is posted so that a password typed in it never appears in a
+URL. The self-test opens real SMTP sessions to the server's own ports, so it needs an Editor.
+"""
+from django.shortcuts import get_object_or_404
+from django.utils.decorators import method_decorator
+from django.utils.functional import cached_property
+from django.views.decorators.cache import never_cache
+from django.views.generic import TemplateView
+
+from adminconsole import roles
+from adminconsole.permissions import RoleRequiredMixin
+from directory.models import Server
+from smtpservice import selftest, simulator
+from smtpservice.explain_forms import SimulatorForm
+from smtpservice.snapshot import load_snapshot
+
+
+class ServerPageMixin(RoleRequiredMixin):
+    """A page about one Server document; the server is looked up after the role check."""
+
+    @cached_property
+    def server(self):
+        return get_object_or_404(Server, pk=self.kwargs["pk"])
+
+    @cached_property
+    def snapshot(self):
+        return load_snapshot(self.server.name)
+
+    def get_context_data(self, **kwargs):
+        kwargs.setdefault("server", self.server)
+        kwargs.setdefault("snapshot", self.snapshot)
+        return super().get_context_data(**kwargs)
+
+
+@method_decorator(never_cache, name="dispatch")
+class SimulatorView(ServerPageMixin, TemplateView):
+    """The form, and once posted, what the listener would answer that client, step by step."""
+
+    template_name = "explain/simulator.html"
+    # Posting changes nothing: a Reader may post, so the password stays out of URLs and logs.
+    edit_role = roles.READER
+
+    def get(self, request, *args, **kwargs):
+        return self.render_to_response(self.get_context_data(form=SimulatorForm(self.snapshot)))
+
+    def post(self, request, *args, **kwargs):
+        form = SimulatorForm(self.snapshot, data=request.POST)
+        simulation = simulator.simulate(self.snapshot, form.inputs()) if form.is_valid() else None
+        return self.render_to_response(self.get_context_data(form=form, simulation=simulation))
+
+
+@method_decorator(never_cache, name="dispatch")
+class SelfTestView(ServerPageMixin, TemplateView):
+    """What the self-test does (any role), and its transcript once an Editor runs it."""
+
+    template_name = "explain/selftest.html"
+    edit_role = roles.EDITOR
+
+    def get_context_data(self, **kwargs):
+        kwargs.setdefault("probe_host", selftest.probe_host(self.snapshot))
+        kwargs.setdefault("timeout", int(selftest.TIMEOUT))
+        return super().get_context_data(**kwargs)
+
+    def post(self, request, *args, **kwargs):
+        return self.render_to_response(self.get_context_data(result=selftest.run(self.snapshot)))
