@@ -27,5 +27,5 @@ test: venv
 	$(PY) -m pytest -p no:cacheprovider -n 2
 
 messages: venv
-	DEBUG=1 $(PY) manage.py makemessages -l fr --no-obsolete --ignore=.venv --ignore=tests
+	DEBUG=1 $(PY) manage.py makemessages -l fr --no-obsolete --ignore=.venv --ignore=tests --ignore=static-collected
 	DEBUG=1 $(PY) manage.py compilemessages --ignore=.venv

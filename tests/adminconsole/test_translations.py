@@ -19,7 +19,7 @@ LOCALE = Path(settings.BASE_DIR) / "locale" / "fr" / "LC_MESSAGES"
 PO_FILE = LOCALE / "django.po"
 MO_FILE = LOCALE / "django.mo"
 LOAD_SITES_FR = "Charger les configurations Internet à partir des documents Serveur\\Sites Internet"
-PLACEHOLDER = re.compile(r"%\(\w+\)[sd]|%[sd]|\{\w*\}")
+PLACEHOLDER = re.compile(r"%\(\w+\)[-#0 +]*\d*(?:\.\d+)?[sdifr]|%[sd]|\{\w*\}")
 # What makemessages must not read: the same list as `make messages`, plus what a run leaves behind.
 NOT_SOURCE = {".venv", ".git", "tests", "var", "static-collected", "test-artifacts", ".pytest_cache", "__pycache__"}
 
