@@ -17,4 +17,5 @@ urlpatterns = [
     path("queue/", include("smtpservice.queue_urls")),
     path("", include("directory.urls")),
     path("", include("smtpservice.urls")),
+    path("", include("smtpservice.explain_urls")),
 ]

@@ -40,6 +40,9 @@ EXPECTED |= {
     "queue:list": (READER, None), "queue:message-detail": (READER, None), "queue:send-test": (EDITOR, EDITOR),
     **{f"queue:message-{action}": (EDITOR, EDITOR) for action in ("retry", "hold", "release", "delete")},
 }
+# Explain and verify a server: the simulator changes nothing (a Reader may post it); the self-test needs an Editor.
+EXPLAIN_PAGES = {"explain:simulator": (READER, READER), "explain:selftest": (READER, EDITOR)}
+EXPECTED |= EXPLAIN_PAGES
 for _model_name, _edit_role in DOCUMENT_EDIT_ROLES.items():
     EXPECTED |= {
         f"directory:{_model_name}-list": (READER, None),
@@ -91,6 +94,8 @@ def url_of(name, documents):
         return reverse(name, args=[documents[SMTP_PAGES[name]].pk])
     if name.startswith("queue:"):
         return reverse(name, args=[documents["receivedmessage"].pk])
+    if name in EXPLAIN_PAGES:
+        return reverse(name, args=[documents["server"].pk])
     model_name = name.removeprefix("directory:").split("-", 1)[0]
     if "number" in URLS[name].pattern.converters:
         return reverse(name, args=[documents[model_name].pk, 1])

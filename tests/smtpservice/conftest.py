@@ -14,10 +14,20 @@ HOST_NAME = "mail1.acme.test"
 PASSWORD = "Jane-secret-1234"
 
 
+def free_ports(count):
+    """Distinct free loopback ports: every socket stays open until all are chosen."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_ports(1)[0]
 
 
 def wait_until(condition, timeout=5.0, message="the condition did not hold in time"):
@@ -80,7 +90,8 @@ def make_server(transactional_db):
     """A Server document on free loopback ports (TCP/IP and SSL), with any field overridden."""
 
     def make(**overrides):
-        data = {**SERVER_DEFAULTS, "smtp_inbound_tcp_port": free_port(), "smtp_inbound_ssl_port": free_port(), **overrides}
+        tcp_port, ssl_port = free_ports(2)
+        data = {**SERVER_DEFAULTS, "smtp_inbound_tcp_port": tcp_port, "smtp_inbound_ssl_port": ssl_port, **overrides}
         return save(models.Server, data)
 
     return make
