@@ -39,11 +39,8 @@ class LinesField(forms.Field):
             items = text.splitlines()
         else:
             raise forms.ValidationError(_("Enter a list of entries."), code="invalid_list")
-        result = []
-        for item in (item.strip() for item in items):
-            if item and item not in result:
-                result.append(item)
-        return result
+        # Without duplicates, in order; a dict keeps this linear for lists of any length.
+        return list(dict.fromkeys(item for item in (item.strip() for item in items) if item))
 
     def prepare_value(self, value):
         if isinstance(value, (list, tuple)):
@@ -249,6 +246,7 @@ class ConfigurationSettingsForm(DocumentForm):
     routes = RoutesField()
     relay_auth_password = forms.CharField(
         required=False, strip=False, widget=forms.PasswordInput(render_value=False),
+        max_length=models.ConfigurationSettings._meta.get_field("relay_auth_password").max_length,
         help_text=_("Leave blank to keep the stored password. It is never shown again."),
     )
     enabled_disabled_fields = (

@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass, field
 
 from django.contrib.auth.hashers import identify_hasher
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
 from django.utils.translation import gettext_lazy as _
@@ -28,7 +29,9 @@ def describe(value):
         return _("null")
     if isinstance(value, bool):
         return _("true/false")
-    if isinstance(value, (int, float)):
+    if isinstance(value, float):
+        return _("a decimal number")
+    if isinstance(value, int):
         return _("a number")
     if isinstance(value, str):
         return _("text")
@@ -486,6 +489,7 @@ class Importer:
         if instance is not None:
             self.listed[doc_type.key].add(instance.pk)
         form = self.bound_form(doc_type, instance, values)
+        problems |= self.check_applied(where, form.instance, values)
         valid = form.is_valid()
         if not valid:
             self.report_form_errors(doc_type, where, form, values, problems)
@@ -513,6 +517,20 @@ class Importer:
             if not key.on_form:
                 key.kind.apply(instance, key.field, value)
         return doc_type.form(data=data, instance=instance)
+
+    def check_applied(self, where, instance, values):
+        """Values set on the document rather than through its form (secrets) still obey their field's limits."""
+        wrong = set()
+        for key in values:
+            if key.on_form:
+                continue
+            try:
+                instance._meta.get_field(key.field).clean(getattr(instance, key.field), instance)
+            except ValidationError as error:
+                for message in error.messages:
+                    self.error(f"{where}.{key.name}", message)
+                wrong.add(key)
+        return wrong
 
     def report_form_errors(self, doc_type, where, form, values, problems):
         wrong_fields = {key.field for key in problems}

@@ -1,5 +1,6 @@
 """``importdirectory``: validate a JSON directory file with the console's rules and apply it all or nothing."""
 import json
+import os
 import sys
 
 from django.core.management.base import BaseCommand, CommandError
@@ -7,6 +8,10 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from directory import importexport
+
+MAX_SIZE_MIB = 32
+"""The largest file read by default, in MiB: a directory of about 100,000 people with password
+hashes; larger files are refused before they are read (``--max-size`` raises it)."""
 
 
 class Command(BaseCommand):
@@ -25,9 +30,13 @@ class Command(BaseCommand):
             help=_("Also delete the documents of each type in the file that the file does not list."),
         )
         parser.add_argument("--dry-run", action="store_true", help=_("Validate and report, change nothing."))
+        parser.add_argument(
+            "--max-size", type=int, default=MAX_SIZE_MIB, metavar="MIB",
+            help=_("Refuse a file larger than this many MiB (default %(default)s)."),
+        )
 
-    def handle(self, *args, file, replace, dry_run, **options):
-        document = self.load(file)
+    def handle(self, *args, file, replace, dry_run, max_size, **options):
+        document = self.load(file, max_size * 1024 * 1024)
         report = importexport.import_directory(document, replace=replace, dry_run=dry_run)
         if report.errors:
             heading = ngettext(
@@ -50,18 +59,34 @@ class Command(BaseCommand):
     def line(path, message):
         return f"{path}: {message}" if path else str(message)
 
-    def load(self, file):
+    def load(self, file, max_bytes):
+        """The parsed file; anything that is not a JSON document of a sane size is a clear error, never a traceback."""
+        too_large = CommandError(_("%(file)s is larger than %(size)d MiB: nothing was read. Use --max-size to allow more.") % {
+            "file": file, "size": max_bytes // (1024 * 1024),
+        })
         try:
             if file == "-":
-                text = sys.stdin.read()
+                text = sys.stdin.read(max_bytes + 1)
             else:
+                if os.path.getsize(file) > max_bytes:
+                    raise too_large
                 with open(file, encoding="utf-8") as handle:
-                    text = handle.read()
+                    text = handle.read(max_bytes + 1)
         except OSError as error:
             raise CommandError(_("Cannot read %(file)s: %(error)s") % {"file": file, "error": error.strerror}) from None
         except UnicodeDecodeError:
             raise CommandError(_("%(file)s is not UTF-8 text.") % {"file": file}) from None
+        if len(text) > max_bytes:
+            raise too_large
         try:
-            return json.loads(text)
-        except json.JSONDecodeError as error:
+            return json.loads(text, parse_constant=self.refuse_constant)
+        except RecursionError:
+            raise CommandError(_("%(file)s nests lists or objects too deeply to be a directory file.") % {"file": file}) from None
+        except ValueError as error:
+            # JSONDecodeError, and numbers too long to convert (sys.get_int_max_str_digits).
             raise CommandError(_("%(file)s is not valid JSON: %(error)s") % {"file": file, "error": error}) from None
+
+    @staticmethod
+    def refuse_constant(name):
+        """Python reads NaN and Infinity, which JSON (RFC 8259 s 6) does not have."""
+        raise ValueError(_("%(value)s is not a JSON value") % {"value": name})
