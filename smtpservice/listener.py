@@ -7,12 +7,19 @@ checks the directory's revision a few times a second (one cheap query, never per
 rebinds ports whose number or status changed without touching sessions in progress, reports bind
 failures and retries them. Database work runs in one worker thread, password hashing in another
 pool: the event loop never waits on either.
+
+The listener also protects itself, whatever the documents say (``Limits``; docs/security.md): only
+CR LF ends a line, a message with a bare CR or LF is refused, connections past the session limits
+are refused before a session is built, AUTH failures are slowed then stopped, sessions and DATA
+have time limits, and a locked or failing database gets the client a 451, never a 250.
 """
 import asyncio
 import base64
 import binascii
 import collections
+import contextlib
 import email.utils
+import functools
 import logging
 import os
 import re
@@ -21,10 +28,12 @@ import time
 import uuid
 from asyncio import sslproto
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from email.parser import BytesHeaderParser
 
-from aiosmtpd.smtp import MISSING, SMTP, syntax
+from aiosmtpd.smtp import SMTP, syntax
 from asgiref.sync import sync_to_async
+from django.db import InterfaceError, OperationalError
 from django.utils.translation import gettext as _
 
 from smtpservice import policy, storage
@@ -37,13 +46,94 @@ POLL_INTERVAL = 0.25
 """Seconds between checks of the directory's revision: a saved change applies within one second (spec 3.10)."""
 TLS_HANDSHAKE_TIMEOUT = 10.0
 """Seconds a client has to finish a TLS handshake (SSL port and STARTTLS)."""
+MAX_PENDING_SESSION_LOGS = 10_000
+"""Finished sessions kept in memory while the database cannot take them."""
+AUTH_PRUNE_INTERVAL = 30.0
+"""Seconds between sweeps of the AUTH counters for keys whose failures have all expired."""
+LISTEN_BACKLOG = 1024
+"""Connections the kernel queues before the listener accepts them (asyncio's default of 100 drops SYNs in a burst)."""
 
-# aiosmtpd's own texts for two cases the spec words differently (spec section 6).
+
+@dataclass(frozen=True)
+class Limits:
+    """What one client may cost the listener; the numbers and where they come from are in docs/security.md.
+
+    Not directory settings: they protect the process, whatever the documents say. Tests pass smaller ones.
+    """
+
+    max_sessions: int = 1000
+    """Open sessions in all; the next connection gets 421 (Postfix: default_process_limit)."""
+    max_sessions_per_client: int = 50
+    """Open sessions from one address (Postfix: smtpd_client_connection_count_limit)."""
+    session_lifetime: float = 3600.0
+    """Seconds a session may last, however busy; then 421."""
+    min_data_rate: int = 500
+    """Bytes per second a client must average during DATA once ``data_grace`` is over (Postfix: smtpd_min_data_rate)."""
+    data_grace: float = 30.0
+    """Seconds of DATA before the minimum rate applies (a client may pause to build its message)."""
+    junk_commands: int = 100
+    """NOOP, RSET, VRFY, HELP, HELO and EHLO between two accepted messages (Postfix: smtpd_junk_command_limit)."""
+    max_hops: int = 50
+    """Received headers a message may carry (RFC 5321 s 6.3; Postfix: hopcount_limit)."""
+    tls_handshake_timeout: float = TLS_HANDSHAKE_TIMEOUT
+    """Seconds a client has to finish a TLS handshake; then the connection is closed."""
+    auth_window: float = 900.0
+    """Seconds a failed AUTH counts against its client address and account."""
+    auth_failures_per_session: int = 3
+    """Unsuccessful AUTH commands in one session (malformed ones: a wrong password closes the session)."""
+    auth_failures_per_client: int = 10
+    auth_failures_per_account: int = 10
+    """Failed AUTH from one address, and for one account from anywhere, in ``auth_window``; then 421."""
+    auth_delay: float = 1.0
+    """Seconds an AUTH waits after one earlier failure; doubled for each further one, up to ``auth_max_delay``."""
+    auth_max_delay: float = 16.0
+    store_wait: float = 10.0
+    """Seconds any database statement of the listener may wait for a lock (or run): then a message gets 451."""
+    storage_backoff: float = 1.0
+    """Seconds after the database failed during which messages get 451 at once instead of queueing to wait."""
+    watch_interval: float = 0.5
+    """Seconds between checks of session lifetimes and data rates."""
+    tracked_keys: int = 100_000
+    """Client addresses and accounts the AUTH counters remember at most (memory bound under a spray)."""
+
+
+# aiosmtpd's own texts for cases the spec words differently (spec section 6) or without an enhanced code.
 AIOSMTPD_REPLACEMENTS = {
     "552 Error: Too much mail data": "{} {}".format(*policy.TOO_LARGE),
     "552 Error: message size exceeds fixed maximum message size": "{} {}".format(*policy.TOO_LARGE),
+    "500 Command line too long": "500 5.5.2 Line too long",
+    "500 Line too long (see RFC5321 4.5.3.1.6)": "500 5.5.2 Line too long (RFC 5321 s 4.5.3.1.6)",
+    "500 Error: bad syntax": "500 5.5.2 Error: bad syntax",
 }
 SIZE_PARAMETER = re.compile(r"\bSIZE=(\d+)\b", re.IGNORECASE)
+BARE_LINE_END = re.compile(rb"\r(?!\n)|(?<!\r)\n")
+"""A CR not followed by LF, or an LF not preceded by CR: not a line end (RFC 5321 s 2.3.8)."""
+RECEIVED_HEADER = re.compile(rb"^received[ \t]*:", re.IGNORECASE | re.MULTILINE)
+HTTP_VERBS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "CONNECT", "PATCH", "TRACE"})
+"""A web client or proxy probe on the SMTP port: the session is closed at once (Postfix: smtpd_forbidden_commands)."""
+JUNK_COMMANDS = frozenset({"NOOP", "RSET", "VRFY", "HELP", "HELO", "EHLO"})
+
+# Replies of the listener's own protections; each cites where it comes from.
+TOO_MANY_SESSIONS = (421, "4.3.2 Too many connections, try again later")
+"""RFC 5321 s 3.8: 421 when the service cannot take the connection; RFC 3463 X.3.2 system not accepting messages."""
+TOO_MANY_FROM_CLIENT = (421, "4.7.0 Too many connections from your address, try again later")
+SESSION_TOO_LONG = (421, "4.4.2 Session time limit exceeded, closing connection")
+DATA_TOO_SLOW = (421, "4.4.2 Data rate too low, closing connection")
+"""RFC 3463 X.4.2 bad connection."""
+TOO_MANY_JUNK = (421, "4.7.0 Too many commands without mail, closing connection")
+AUTH_THROTTLED = (421, "4.7.0 Too many failed authentication attempts, try again later")
+AUTH_TEMPORARY = (454, "4.7.0 Temporary authentication failure")
+"""RFC 4954 s 6: the reply when the server cannot check the credentials now."""
+AUTH_LINE_TOO_LONG = (500, "5.5.6 Authentication Exchange line is too long")
+"""RFC 4954 s 4."""
+AUTH_ABORTED = (501, "5.7.0 Authentication aborted")
+"""RFC 4954 s 4: the client answered a challenge with "*"."""
+BARE_LINE_END_IN_COMMAND = (500, "5.5.2 Bare CR or LF in command line")
+BARE_LINE_END_IN_DATA = (554, "5.6.0 Message contains a bare CR or LF; lines must end with CR LF")
+"""RFC 5321 s 2.3.8; the SMTP smuggling family of 2023 relies on servers that accept them."""
+TOO_MANY_HOPS = (554, "5.4.6 Too many hops")
+"""RFC 5321 s 6.3 (mail loop); RFC 3463 X.4.6 routing loop detected."""
+LOCAL_ERROR = "451 4.3.0 Local error in processing"
 
 
 def reply(pair):
@@ -51,20 +141,148 @@ def reply(pair):
     return f"{code} {text}"
 
 
+def refusal(pair, rule, detail):
+    """A refusal of the listener's own protections, in the shape of the policy's answers (for the session log)."""
+    return policy.Decision(False, *pair, rule, detail, close=pair[0] == 421)
+
+
+class CrLfReader(asyncio.StreamReader):
+    """aiosmtpd's stream reader, where only CR LF ends a command line (RFC 5321 s 2.3.8): a bare LF never does.
+
+    aiosmtpd reads commands up to LF and DATA up to CR LF; reading both up to CR LF means a client can
+    neither end a command nor smuggle one with a bare LF. The last line is kept so that a bare CR or LF
+    inside a command can be refused.
+    """
+
+    last_line = b""
+
+    async def readuntil(self, separator=b"\r\n"):
+        self.last_line = await super().readuntil(separator)
+        return self.last_line
+
+
 class CommandTable(dict):
-    """aiosmtpd's table of command methods, which answers a command it does not list with ``fallback(name)``.
+    """aiosmtpd's table of command methods: each goes through ``screen`` first, and a command it does not
+    list is answered by ``fallback(name)``.
 
     aiosmtpd answers unknown commands itself and closes the session after five of them; through this
     table they reach our replies and count toward the Error limit like any other error (spec 3.9).
     """
 
-    def __init__(self, methods, fallback):
+    def __init__(self, methods, fallback, screen):
         super().__init__(methods)
         self.fallback = fallback
+        self.screen = screen
 
     def get(self, name, default=None):
         method = super().get(name)
-        return method if method is not None else self.fallback(name)
+        return self.screen(name, method if method is not None else self.fallback(name))
+
+
+class AuthThrottle:
+    """Failed AUTH attempts per client address and per account, in memory, over a sliding window.
+
+    An attempt counts as failed from the moment it starts and is forgiven if it succeeds, so parallel
+    sessions cannot all slip under the limit before the first failure is known.
+    """
+
+    def __init__(self, limits):
+        self.limits = limits
+        self.failures = {}
+        self.pruned_at = 0.0
+
+    @staticmethod
+    def account(snap, login):
+        """The account a login names: the person it finds (whichever name variation was typed), else the login."""
+        person = policy.find_person(snap, login).person
+        return person.full_name if person is not None else " ".join(login.split()).casefold()
+
+    @staticmethod
+    def keys(session, account):
+        keys = [("client", session.facts.client_ip)]
+        if account is not None:
+            keys.append(("account", account))
+        return keys
+
+    def count(self, key, now):
+        times = self.failures.get(key)
+        if not times:
+            return 0
+        while times and times[0] <= now - self.limits.auth_window:
+            times.popleft()
+        return len(times)
+
+    def blocked(self, session, account, now):
+        """The reason further AUTH is refused with 421, or None."""
+        limits = self.limits
+        if session.auth_failures >= limits.auth_failures_per_session:
+            return _("%(count)s failed AUTH attempts in this session.") % {"count": session.auth_failures}
+        for key, limit in zip(self.keys(session, account), (limits.auth_failures_per_client, limits.auth_failures_per_account)):
+            count = self.count(key, now)
+            if count >= limit:
+                return _("%(count)s failed AUTH attempts for %(kind)s %(value)s in the last %(window)s seconds.") % {
+                    "count": count, "kind": key[0], "value": key[1], "window": int(limits.auth_window),
+                }
+        return None
+
+    def begin(self, session, account, now):
+        """Count the attempt as failed until it succeeds; return the seconds to wait before checking it."""
+        earlier = max([session.auth_failures, *(self.count(key, now) for key in self.keys(session, account))])
+        session.auth_failures += 1
+        for key in self.keys(session, account):
+            if key not in self.failures and len(self.failures) >= self.limits.tracked_keys:
+                self.prune(now)
+                if len(self.failures) >= self.limits.tracked_keys:
+                    del self.failures[next(iter(self.failures))]
+            self.failures.setdefault(key, collections.deque()).append(now)
+        if not earlier:
+            return 0.0
+        return min(self.limits.auth_max_delay, self.limits.auth_delay * 2 ** (earlier - 1))
+
+    def undo(self, session, account):
+        """The attempt could not be checked (a temporary failure): it does not count."""
+        session.auth_failures -= 1
+        for key in self.keys(session, account):
+            times = self.failures.get(key)
+            if times:
+                times.pop()
+
+    def forgive(self, session, account):
+        """The attempt succeeded: it does not count, and the account's earlier failures are forgotten."""
+        self.undo(session, account)
+        self.failures.pop(self.keys(session, account)[-1], None)
+
+    def prune(self, now):
+        """Forget the keys whose failures have all left the window."""
+        self.pruned_at = now
+        for key in [key for key in self.failures if not self.count(key, now)]:
+            del self.failures[key]
+
+
+class Admission(asyncio.Protocol):
+    """The first protocol of every connection: over the session limits it is refused before a session is
+    built (building one costs a few hundred microseconds, which a flood would multiply); otherwise the
+    connection is handed to a new ``DominoSMTP``."""
+
+    def __init__(self, service, port_kind):
+        self.service = service
+        self.port_kind = port_kind
+
+    def connection_made(self, transport):
+        client = (transport.get_extra_info("peername") or ("",))[0]
+        refused = self.service.admission(client)
+        if refused is None:
+            session = DominoSMTP(self.service, self.port_kind)
+            transport.set_protocol(session)
+            session.connection_made(transport)
+            return
+        # On the SSL port a clear-text reply means nothing to the client, and a handshake is what a flood costs.
+        if self.port_kind == policy.TCP:
+            transport.write(f"{reply(refused)}\r\n".encode("ascii"))
+        transport.close()
+
+    def data_received(self, data):
+        """Whatever a refused client sends before the close is ignored."""
 
 
 class DominoSMTP(SMTP):
@@ -72,15 +290,22 @@ class DominoSMTP(SMTP):
 
     def __init__(self, service, port_kind):
         self.service = service
+        self.limits = service.limits
         self.snap = service.snapshot
         self.port_kind = port_kind
         self.facts = None
         self.refusal = None
         self.greeted = False
         self.errors = 0
+        self.junk = 0
+        self.auth_failures = 0
         self.events = []
         self.session_id = uuid.uuid4().hex[:16]
         self.started_at = time.time()
+        self.opened = time.monotonic()
+        self.bytes_received = 0
+        self.data_started = None
+        self.storing = False
         self.messages_accepted = 0
         self.last_reply = ""
         self.helo = ""
@@ -95,7 +320,7 @@ class DominoSMTP(SMTP):
             timeout=service.idle_timeout,
             loop=service.loop,
         )
-        self._smtp_methods = CommandTable(self._smtp_methods, self.unknown_command)
+        self._smtp_methods = CommandTable(self._smtp_methods, self.unknown_command, self.screened)
 
     # --- connection ----------------------------------------------------------------------------
 
@@ -109,12 +334,20 @@ class DominoSMTP(SMTP):
         self.facts = policy.SessionFacts(
             local_ip=local[0], local_port=local[1], port=self.port_kind, client_ip=peer[0],
         )
+        self.service.session_opened(self)
         greeting = policy.session_greeting(self.snap, self.facts)
         self.record("CONNECT", greeting, greeting.reply or "220")
         if not greeting.allowed:
             self.refusal = greeting
-            self._smtp_methods = CommandTable({"QUIT": self.smtp_QUIT}, self.refused_command)
-        self.service.session_opened(self)
+            self._smtp_methods = CommandTable({"QUIT": self.smtp_QUIT}, self.refused_command, self.screened)
+
+    def _cb_client_connected(self, reader, writer):
+        reader.__class__ = CrLfReader
+        super()._cb_client_connected(reader, writer)
+
+    def data_received(self, data):
+        self.bytes_received += len(data)
+        super().data_received(data)
 
     def connection_lost(self, error):
         super().connection_lost(error)
@@ -129,10 +362,14 @@ class DominoSMTP(SMTP):
         await super()._handle_client()
 
     async def start_tls(self, context):
-        """TLS from the first byte (SSL port) or after STARTTLS, with a bounded handshake."""
+        """TLS from the first byte (SSL port) or after STARTTLS, with a bounded handshake.
+
+        Whatever the client sent in clear after STARTTLS is dropped when the handshake completes
+        (aiosmtpd's ``connection_made``; RFC 3207 s 4.2, CVE-2024-34083).
+        """
         waiter = self.loop.create_future()
         self._tls_protocol = sslproto.SSLProtocol(
-            self.loop, self, context, waiter, server_side=True, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT,
+            self.loop, self, context, waiter, server_side=True, ssl_handshake_timeout=self.limits.tls_handshake_timeout,
         )
         self._original_transport = self.transport
         self._original_transport.set_protocol(self._tls_protocol)
@@ -143,6 +380,9 @@ class DominoSMTP(SMTP):
         except (OSError, asyncio.TimeoutError, ConnectionError) as error:
             log.info("%s TLS handshake failed: %s", self.facts.client_ip, error)
             self.events.append({"command": "TLS", "rule": "tls_handshake_failed", "detail": str(error), "reply": ""})
+            # asyncio tells the session nothing when a handshake fails: end it here, or it would stay
+            # counted (and its client's address too) for ever.
+            self.connection_lost(error)
             return False
         self.facts = self.facts.after_starttls() if self.port_kind == policy.TCP else self.facts
         return True
@@ -160,6 +400,34 @@ class DominoSMTP(SMTP):
         if self.transport is not None:
             self.transport.close()
             self.transport = None
+
+    def expire(self, pair, rule, detail):
+        """Close a session that broke a time limit, telling the client why, whatever it is doing."""
+        self.record("LIMIT", refusal(pair, rule, detail))
+        if self.transport is not None:
+            self._writer.write(f"{reply(pair)}\r\n".encode("ascii"))
+            self.last_reply = reply(pair)
+        self.close()
+
+    def check_time_limits(self, now):
+        """Session lifetime and minimum data rate; a message being stored is never cut off."""
+        if self.storing or self.transport is None:
+            return
+        limits = self.limits
+        if now - self.opened > limits.session_lifetime:
+            self.expire(SESSION_TOO_LONG, "session_lifetime", _(
+                "The session lasted more than %(seconds)s seconds."
+            ) % {"seconds": limits.session_lifetime})
+            return
+        if self.data_started is None:
+            return
+        started, received_before = self.data_started
+        elapsed = now - started
+        received = self.bytes_received - received_before
+        if elapsed > limits.data_grace and received < limits.min_data_rate * (elapsed - limits.data_grace):
+            self.expire(DATA_TOO_SLOW, "min_data_rate", _(
+                "%(bytes)s bytes of message data in %(seconds).1f seconds: under %(rate)s bytes per second."
+            ) % {"bytes": received, "seconds": elapsed, "rate": limits.min_data_rate})
 
     # --- replies ---------------------------------------------------------------------------------
 
@@ -188,6 +456,11 @@ class DominoSMTP(SMTP):
         await super().push(status)
         self.last_reply = status
 
+    async def refuse_and_close(self, command, pair, rule, detail):
+        self.record(command, refusal(pair, rule, detail))
+        await self.send(reply(pair))
+        self.close()
+
     def record(self, command, decision, reply_text=None):
         """Keep one step of the session log: the command, the rule that decided, why, and the reply."""
         self.events.append({
@@ -196,6 +469,34 @@ class DominoSMTP(SMTP):
             "detail": str(decision.detail),
             "reply": reply_text if reply_text is not None else decision.reply,
         })
+
+    def screened(self, name, method):
+        """Every command passes here before its method: HTTP requests, bare CR or LF, junk commands."""
+
+        @functools.wraps(method)
+        async def command(arg):
+            if name in HTTP_VERBS:
+                self.record(name, policy.Decision(False, None, "", "http_request", _(
+                    "%(verb)s is an HTTP request, not SMTP: the session is closed without a reply."
+                ) % {"verb": name}, close=True))
+                self.close()
+                return
+            if BARE_LINE_END.search(self._reader.last_line, 0, len(self._reader.last_line) - 2):
+                self.record(name, refusal(BARE_LINE_END_IN_COMMAND, "bare_line_end", _(
+                    "The command line holds a CR or LF that is not part of its CR LF end (RFC 5321 s 2.3.8)."
+                )))
+                await self.push(reply(BARE_LINE_END_IN_COMMAND))
+                return
+            if name in JUNK_COMMANDS:
+                self.junk += 1
+                if self.junk > self.limits.junk_commands:
+                    await self.refuse_and_close(name, TOO_MANY_JUNK, "junk_commands", _(
+                        "More than %(limit)s NOOP, RSET, VRFY, HELP, HELO or EHLO commands without a message."
+                    ) % {"limit": self.limits.junk_commands})
+                    return
+            await method(arg)
+
+        return command
 
     def refused_command(self, name):
         """After a refused greeting every command but QUIT, known or not, gets 503 with the same text (spec 3.3)."""
@@ -272,31 +573,56 @@ class DominoSMTP(SMTP):
         if self.envelope.mail_from:
             await self.push("503 5.5.1 AUTH not permitted during a mail transaction")
             return
-        args = (arg or "").split()
-        if not 1 <= len(args) <= 2:
-            await self.push("501 5.5.4 Syntax: AUTH mechanism [initial-response]")
+        throttle = self.service.auth_throttle
+        blocked = throttle.blocked(self, None, time.monotonic())
+        if blocked:
+            await self.refuse_and_close("AUTH", AUTH_THROTTLED, "auth_throttled", blocked)
             return
-        mechanism = args[0].upper()
-        if mechanism not in policy.auth_mechanisms(self.snap, self.facts):
-            await self.push("504 5.5.4 Unrecognized authentication type")
-            return
-        credentials = await self.read_credentials(mechanism, args[1] if len(args) == 2 else None)
+        credentials = await self.read_credentials(arg)
         if credentials is None:
+            throttle.begin(self, None, time.monotonic())
             return
         login, password = credentials
-        decision = await self.service.authenticate(self.snap, self.facts, login, password)
+        account = throttle.account(self.snap, login)
+        blocked = throttle.blocked(self, account, time.monotonic())
+        if blocked:
+            await self.refuse_and_close("AUTH", AUTH_THROTTLED, "auth_throttled", blocked)
+            return
+        delay = throttle.begin(self, account, time.monotonic())
+        if delay:
+            await asyncio.sleep(delay)
+        try:
+            decision = await self.service.authenticate(self.snap, self.facts, login, password)
+        except Exception as error:
+            log.exception("%s checking AUTH credentials failed", self.facts.client_ip)
+            throttle.undo(self, account)
+            self.record("AUTH", refusal(AUTH_TEMPORARY, "auth_error", _(
+                "The credentials could not be checked: %(error)s"
+            ) % {"error": type(error).__name__}))
+            await self.push(reply(AUTH_TEMPORARY))
+            return
         self.record("AUTH", decision, decision.reply or "235")
         if not decision.allowed:
             await self.push(decision.reply)
             if decision.close:
                 self.close()
             return
+        throttle.forgive(self, account)
         self.session.authenticated = True
         self.facts = self.facts.after_auth(decision.person.full_name)
         await self.push("235 2.7.0 Authentication successful")
 
-    async def read_credentials(self, mechanism, initial):
+    async def read_credentials(self, arg):
         """(login, password) from AUTH PLAIN or LOGIN, or None once a 5xx has been sent."""
+        args = (arg or "").split()
+        if not 1 <= len(args) <= 2:
+            await self.push("501 5.5.4 Syntax: AUTH mechanism [initial-response]")
+            return None
+        mechanism = args[0].upper()
+        if mechanism not in policy.auth_mechanisms(self.snap, self.facts):
+            await self.push("504 5.5.4 Unrecognized authentication type")
+            return None
+        initial = args[1] if len(args) == 2 else None
         if mechanism == "PLAIN":
             blob = await self.decode_response(initial) if initial is not None else await self.challenge("")
             if blob is None:
@@ -328,11 +654,32 @@ class DominoSMTP(SMTP):
             return None
 
     async def challenge(self, prompt):
-        response = await self.challenge_auth(prompt)
-        return None if response is MISSING else response
+        """Send a 334 challenge and return the client's decoded answer, or None once a 5xx has been sent."""
+        await self.push(b"334 " + base64.b64encode(prompt.encode("ascii")))
+        line = await self.read_line()
+        if line is None:
+            await self.push(reply(AUTH_LINE_TOO_LONG))
+            return None
+        line = line.strip()
+        if line == b"*":
+            await self.push(reply(AUTH_ABORTED))
+            return None
+        return await self.decode_response(line.decode("ascii", "replace"), allow_empty=False)
 
-    async def decode_response(self, text):
-        if text == "=":
+    async def read_line(self):
+        """The next line up to CR LF, or None when it was longer than a text line (it is read and dropped)."""
+        too_long = False
+        while True:
+            try:
+                line = await self._reader.readuntil(b"\r\n")
+            except asyncio.LimitOverrunError as error:
+                too_long = True
+                await self._reader.read(error.consumed)
+                continue
+            return None if too_long else line
+
+    async def decode_response(self, text, allow_empty=True):
+        if text == "=" and allow_empty:
             return b""
         try:
             return base64.b64decode(text.encode("ascii"), validate=True)
@@ -345,13 +692,28 @@ class DominoSMTP(SMTP):
         if await self.check_helo_needed():
             return
         size = SIZE_PARAMETER.search(arg or "")
-        decision = policy.mail_from_allowed(self.snap, self.facts, int(size.group(1)) if size else None)
+        decision = policy.mail_from_allowed(
+            self.snap, self.facts, int(size.group(1)) if size else None, sender=self.sender_of(arg),
+        )
         if not decision.allowed:
             self.record("MAIL", decision)
             await self.push(decision.reply)
             return
         await super().smtp_MAIL(arg)
         self.record("MAIL", decision, self.last_reply)
+
+    def sender_of(self, arg):
+        """The address of a MAIL FROM argument as aiosmtpd reads it, or None when it cannot be read."""
+        path = self._strip_command_keyword("FROM:", arg or "")
+        return self._getaddr(path)[0] if path else None
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg):
+        self.data_started = (time.monotonic(), self.bytes_received)
+        try:
+            await super().smtp_DATA(arg)
+        finally:
+            self.data_started = None
 
     @syntax("HELP [command]")
     async def smtp_HELP(self, arg):
@@ -389,26 +751,54 @@ class Handler:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server, session, envelope):
-        data = received_header(server, envelope) + envelope.original_content
-        size = policy.message_size_allowed(server.snap, len(envelope.original_content))
+        content = envelope.original_content
+        size = policy.message_size_allowed(server.snap, len(content))
         if not size.allowed:
             server.record("DATA", size)
             return size.reply
+        problem = content_problem(content, server.limits)
+        if problem is not None:
+            server.record("DATA", problem)
+            return problem.reply
+        data = received_header(server, envelope) + content
+        server.storing = True
         try:
             message_id = await self.service.store(server, envelope, data)
-        except Exception:
-            log.exception("%s storing a message failed", server.facts.client_ip)
+        except Exception as error:
+            if isinstance(error, storage.StorageUnavailable):
+                log.warning("%s message refused with 451: %s", server.facts.client_ip, error)
+            else:
+                log.exception("%s storing a message failed", server.facts.client_ip)
             server.record("DATA", policy.Decision(False, 451, "", "storage_failed", _("Storing the message failed.")),
                           reply(policy.STORAGE_FAILED))
             return reply(policy.STORAGE_FAILED)
+        finally:
+            server.storing = False
         server.messages_accepted += 1
+        server.junk = 0
         server.record("DATA", policy.Decision(True, 250, "", "stored", _("Stored as message %(id)s.") % {"id": message_id}), "250")
         return f"250 2.0.0 OK: queued as {message_id}"
 
     async def handle_exception(self, error):
         """Never leak an exception into a reply: the client sees a generic 451 (the log has the rest)."""
         log.exception("SMTP session error")
-        return "451 4.3.0 Local error in processing"
+        return LOCAL_ERROR
+
+
+def content_problem(content, limits):
+    """The refusal of a message whose lines do not all end in CR LF, or that has looped, else None."""
+    if BARE_LINE_END.search(content):
+        return refusal(BARE_LINE_END_IN_DATA, "bare_line_end", _(
+            "The message holds a CR or LF that is not part of a CR LF line end (RFC 5321 s 2.3.8): "
+            "it could end the message early at a server it is relayed to (SMTP smuggling)."
+        ))
+    header, _blank, _body = content.partition(b"\r\n\r\n")
+    hops = len(RECEIVED_HEADER.findall(header))
+    if hops > limits.max_hops:
+        return refusal(TOO_MANY_HOPS, "max_hops", _(
+            "The message has %(hops)s Received headers, more than %(limit)s: it is looping."
+        ) % {"hops": hops, "limit": limits.max_hops})
+    return None
 
 
 def received_header(server, envelope):
@@ -440,8 +830,11 @@ class ListenerService:
     """Runs the listener of one Server document until asked to stop."""
 
     def __init__(self, server_name, *, poll_interval=POLL_INTERVAL, heartbeat_interval=2.0, retry_interval=2.0,
-                 idle_timeout=300.0, shutdown_grace=10.0):
+                 idle_timeout=300.0, shutdown_grace=10.0, limits=None):
         self.server_name = server_name
+        self.limits = limits or Limits()
+        self.auth_throttle = AuthThrottle(self.limits)
+        self.storage_retry_at = 0.0
         self.poll_interval = poll_interval
         self.heartbeat_interval = heartbeat_interval
         self.retry_interval = retry_interval
@@ -455,6 +848,8 @@ class ListenerService:
         self.bind_errors = {}
         self.last_bind_attempt = 0.0
         self.sessions = set()
+        self.sessions_per_client = collections.Counter()
+        self.refused_clients = set()
         self.finished_sessions = []
         self.tls_contexts = {}
         self.hash_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="smtp-auth")
@@ -464,40 +859,87 @@ class ListenerService:
 
     # --- database work, in the one ORM thread ---------------------------------------------------
 
-    @staticmethod
-    async def db(function, *args):
-        return await sync_to_async(function, thread_sensitive=True)(*args)
+    async def db(self, function, *args):
+        return await sync_to_async(storage.bounded, thread_sensitive=True)(self.limits.store_wait, function, *args)
 
     async def authenticate(self, snap, facts, login, password):
         return await self.loop.run_in_executor(self.hash_pool, policy.authenticate, snap, facts, login, password)
 
     async def store(self, server, envelope, data):
         subject, message_id = message_headers(data)
-        return await self.db(
-            storage.store_message, self.server_id, {
-                "mail_from": envelope.mail_from or "",
-                "deliveries": list(getattr(envelope, "deliveries", [])),
-                "data": data,
-                "subject": subject,
-                "message_id": message_id,
-                "client_address": server.facts.client_ip or None,
-                "client_helo": server.helo[:255],
-                "local_port": server.facts.local_port,
-                "tls": server.facts.tls,
-                "authenticated_as": server.facts.authenticated_as or "",
-                "session_id": server.session_id,
-            },
-        )
+        return await sync_to_async(self.store_now, thread_sensitive=True)({
+            "mail_from": envelope.mail_from or "",
+            "deliveries": list(getattr(envelope, "deliveries", [])),
+            "data": data,
+            "subject": subject,
+            "message_id": message_id,
+            "client_address": server.facts.client_ip or None,
+            "client_helo": server.helo[:255],
+            "local_port": server.facts.local_port,
+            "tls": server.facts.tls,
+            "authenticated_as": server.facts.authenticated_as or "",
+            "session_id": server.session_id,
+        })
+
+    def store_now(self, fields):
+        """Store in the ORM thread, failing at once while the database is known to be down.
+
+        Stores wait in line for the one ORM thread: without the pause, each would wait out the lock
+        timeout in turn and the last client would wait for all of them.
+        """
+        if time.monotonic() < self.storage_retry_at:
+            raise storage.StorageUnavailable(_("The database failed a moment ago; not trying again yet."))
+        try:
+            return storage.bounded(self.limits.store_wait, storage.store_message, self.server_id, fields)
+        except (OperationalError, InterfaceError):
+            self.storage_retry_at = time.monotonic() + self.limits.storage_backoff
+            raise
 
     # --- sessions --------------------------------------------------------------------------------
 
+    def admission(self, client):
+        """None when a new connection from ``client`` may have a session, else the 421 it gets.
+
+        Logged once per address while it stays over its limit, not once per connection of a flood.
+        """
+        if len(self.sessions) >= self.limits.max_sessions:
+            refused, key, count = TOO_MANY_SESSIONS, "*", len(self.sessions)
+        elif self.sessions_per_client[client] >= self.limits.max_sessions_per_client:
+            refused, key, count = TOO_MANY_FROM_CLIENT, client, self.sessions_per_client[client]
+        else:
+            self.refused_clients.discard(client)
+            self.refused_clients.discard("*")
+            return None
+        if key not in self.refused_clients:
+            if len(self.refused_clients) >= self.limits.tracked_keys:
+                self.refused_clients.clear()
+            self.refused_clients.add(key)
+            log.warning("%s refused with 421 until fewer sessions are open (%s open %s)", client, count,
+                        "in all" if key == "*" else "from this address")
+        return refused
+
     def session_opened(self, session):
         self.sessions.add(session)
+        self.sessions_per_client[session.facts.client_ip] += 1
 
     def session_closed(self, session):
         if session in self.sessions:
             self.sessions.discard(session)
+            client = session.facts.client_ip
+            self.sessions_per_client[client] -= 1
+            if self.sessions_per_client[client] <= 0:
+                del self.sessions_per_client[client]
             self.finished_sessions.append(storage.session_record(self.server_id, session))
+
+    async def watch_sessions(self):
+        """Close sessions past their lifetime or under the minimum data rate; forget old AUTH failures."""
+        while True:
+            await asyncio.sleep(self.limits.watch_interval)
+            now = time.monotonic()
+            for session in list(self.sessions):
+                session.check_time_limits(now)
+            if now - self.auth_throttle.pruned_at > AUTH_PRUNE_INTERVAL:
+                self.auth_throttle.prune(now)
 
     def tls_context_for(self, snap, facts):
         """The TLS context of the credentials that serve the session's local address, per its own snapshot."""
@@ -559,7 +1001,8 @@ class ListenerService:
             kind, address, port = key
             try:
                 self.servers[key] = await self.loop.create_server(
-                    lambda kind=kind: DominoSMTP(self, kind), host=address, port=port, reuse_address=True,
+                    lambda kind=kind: Admission(self, kind), host=address, port=port, reuse_address=True,
+                    backlog=LISTEN_BACKLOG,
                 )
             except OSError as error:
                 if self.bind_errors.get(key) != str(error):
@@ -583,11 +1026,16 @@ class ListenerService:
         return report
 
     async def heartbeat(self, running=True):
+        """Write the status and the finished sessions; if the database fails, keep them for the next try."""
         sessions, self.finished_sessions = self.finished_sessions, []
-        await self.db(storage.heartbeat, self.server_id, {
-            "pid": os.getpid(), "host": socket.gethostname(), "revision": self.snapshot.revision,
-            "open_sessions": len(self.sessions), "running": running, "ports": self.port_report(),
-        }, sessions)
+        try:
+            await self.db(storage.heartbeat, self.server_id, {
+                "pid": os.getpid(), "host": socket.gethostname(), "revision": self.snapshot.revision,
+                "open_sessions": len(self.sessions), "running": running, "ports": self.port_report(),
+            }, sessions)
+        except Exception:
+            self.finished_sessions = (sessions + self.finished_sessions)[-MAX_PENDING_SESSION_LOGS:]
+            raise
 
     # --- main loop -------------------------------------------------------------------------------
 
@@ -601,7 +1049,9 @@ class ListenerService:
         await self.heartbeat()
         if self.ready is not None:
             self.ready.set()
+        watcher = asyncio.ensure_future(self.watch_sessions())
         next_heartbeat = time.monotonic() + self.heartbeat_interval
+        failing = False
         while not self.stopping.is_set():
             try:
                 await asyncio.wait_for(self.stopping.wait(), self.poll_interval)
@@ -616,7 +1066,16 @@ class ListenerService:
                     await self.db(storage.close_old_connections)
                     next_heartbeat = time.monotonic() + self.heartbeat_interval
             except Exception:
-                log.exception("listener housekeeping failed; retrying")
+                if not failing:
+                    log.exception("listener housekeeping failed; retrying until the database answers")
+                failing = True
+                with contextlib.suppress(Exception):
+                    await self.db(storage.close_old_connections)
+            else:
+                if failing:
+                    log.warning("listener housekeeping works again")
+                failing = False
+        watcher.cancel()
         await self.shutdown()
 
     def stop(self):

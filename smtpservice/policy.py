@@ -61,6 +61,13 @@ TLS_NOT_AVAILABLE = (454, "4.7.0 TLS not available due to temporary reason")
 """RFC 3207 s 4: the only refusal of STARTTLS the RFC defines."""
 BAD_RECIPIENT_SYNTAX = (501, "5.1.3 Bad recipient address syntax")
 """RFC 3463 s 3.2: X.1.3 bad destination mailbox address syntax."""
+BAD_SENDER_SYNTAX = (501, "5.1.7 Bad sender address syntax")
+"""RFC 3463 s 3.2: X.1.7 bad sender's mailbox address syntax."""
+SENDER_NOT_OWNED = (553, "5.7.1 Sender address rejected: not owned by the authenticated user")
+"""RFC 6409 s 6.1 (enforce submission rights; it suggests 550, Postfix answers 553 "mailbox name not allowed" as here)."""
+ANY_SENDER_GROUP = "LocalDomainServers"
+"""Domino's group of the domain's servers: an account in it sends for others (a server authenticating to
+its relay host), so it may use any sender address."""
 COMMAND_DISABLED = (502, "5.5.1 Command not implemented")
 """RFC 5321 s 4.2.4: the answer to HELP when the HELP command is Disabled."""
 CANNOT_VRFY = (252, "2.1.5 Cannot VRFY user, but will accept message and attempt delivery")
@@ -244,6 +251,7 @@ class SettingsSnapshot:
     groups: object = field(default_factory=dict)
     credentials: object = field(default_factory=dict, repr=False)
     _by_address: object = field(init=False, repr=False, compare=False, default=None)
+    _by_name: object = field(init=False, repr=False, compare=False, default=None)
 
     def __post_init__(self):
         _freeze(self, "listen_addresses", "access_server", "not_access_server", "sites", "people")
@@ -254,6 +262,7 @@ class SettingsSnapshot:
         object.__setattr__(self, "_by_address", MappingProxyType({
             person.internet_address.lower(): person for person in self.people if person.internet_address
         }))
+        object.__setattr__(self, "_by_name", MappingProxyType({person.full_name: person for person in self.people}))
 
     @property
     def server_document(self):
@@ -268,6 +277,10 @@ class SettingsSnapshot:
 
     def person_by_address(self, address):
         return self._by_address.get(address.lower())
+
+    def person_by_full_name(self, full_name):
+        """The Person an authenticated session names (``SessionFacts.authenticated_as`` is its full name as stored)."""
+        return self._by_name.get(full_name)
 
 
 @dataclass(frozen=True)
@@ -864,8 +877,9 @@ def message_size_allowed(snap, size_bytes):
     return _allow("message_size", _("%(size)s bytes are within the Maximum message size of %(kb)s KB.") % values)
 
 
-def mail_from_allowed(snap, facts, declared_size=None):
-    """MAIL FROM: STARTTLS Required first, then authentication, then the declared SIZE (spec 3.6, RFC 1870 s 6.1)."""
+def mail_from_allowed(snap, facts, declared_size=None, sender=None):
+    """MAIL FROM: STARTTLS Required first, then authentication, then the sender address when given
+    (``sender_allowed``), then the declared SIZE (spec 3.6, RFC 1870 s 6.1)."""
     if snap.config.starttls_inbound == REQUIRED and not facts.tls:
         return _refuse(STARTTLS_FIRST, "starttls_required", _(
             "SSL negotiated over TCP/IP port is Required and the session has not done STARTTLS."
@@ -879,6 +893,11 @@ def mail_from_allowed(snap, facts, declared_size=None):
         who = anonymous.detail
     else:
         who = _("The session is authenticated as %(name)s.") % {"name": facts.authenticated_as}
+    if sender is not None:
+        address = sender_allowed(snap, facts, sender)
+        if not address.allowed:
+            return address
+        who += " " + address.detail
     if declared_size is not None:
         size = message_size_allowed(snap, declared_size)
         if not size.allowed:
@@ -934,14 +953,104 @@ def relay_allowed(snap, facts, domain):
     })
 
 
-def _split_address(address):
+def _unbracket(address):
     address = str(address or "").strip()
     if address.startswith("<") and address.endswith(">"):
         address = address[1:-1].strip()
+    return address
+
+
+def _closing_quote(address):
+    """The index of the quote that ends a quoted local part (``"..."``, with backslash escapes), or None."""
+    escaped = False
+    for index, character in enumerate(address[1:], start=1):
+        if escaped:
+            escaped = False
+        elif character == "\\":
+            escaped = True
+        elif character == '"':
+            return index
+    return None
+
+
+def _split_address(address):
+    """(local part, lower-case domain without trailing dot); the domain is "" when there is none.
+
+    A quoted local part may hold an ``@``: the domain is what follows its closing quote.
+    """
+    address = _unbracket(address)
+    end = _closing_quote(address) if address.startswith('"') else None
+    if end is not None:
+        local, rest = address[:end + 1], address[end + 1:]
+        return local, rest[1:].rstrip(".").lower() if rest.startswith("@") else ""
     local, at, domain = address.rpartition("@")
     if not at:
         return address, ""
     return local, domain.rstrip(".").lower()
+
+
+def address_problem(address):
+    """Why the form of an address in MAIL FROM or RCPT TO is refused before any lookup, or "" when it is fine.
+
+    Control characters would reach the logs, the Received header and the commands sent on relay; a
+    quoted local part holding an at sign, percent sign or exclamation mark is the classic way to
+    hide a second destination from one server and show it to the next (source routing by the back door).
+    """
+    address = _unbracket(address)
+    if any(ord(character) < 32 or ord(character) == 127 for character in address):
+        return _("it contains a control character")
+    local, _domain = _split_address(address)
+    if local.startswith('"') and any(character in local for character in "@%!"):
+        return _("its quoted local part holds an at sign, a percent sign or an exclamation mark")
+    return ""
+
+
+def sender_allowed(snap, facts, sender):
+    """The MAIL FROM address: well formed, and for an authenticated session one of the user's own.
+
+    The null sender ``<>`` (reports, RFC 5321 s 4.5.5) is always allowed. Anonymous sessions are not
+    checked. An authenticated user may use only the Internet address of their Person document (RFC
+    6409 s 6.1) unless anti-relay enforcement is None, the client is in Exclude these connecting hosts,
+    or the user is in the group LocalDomainServers: "Allow all authenticated users to relay" lets them
+    send anywhere, not as anyone.
+    """
+    address = _unbracket(sender)
+    values = {"address": address}
+    if not address:
+        return _allow("null_sender", _("The sender is the null address <> of a report."))
+    problem = address_problem(address)
+    local, domain = _split_address(address)
+    if not problem and not (local and domain):
+        problem = _("it is not a mailbox@domain address")
+    if problem:
+        return _refuse(BAD_SENDER_SYNTAX, "sender_syntax", _("The sender “%(address)s” is refused: %(why)s.") % {
+            **values, "why": problem,
+        })
+    if not facts.authenticated_as:
+        return _allow("sender_unchecked", _("The sender address of an anonymous session is not checked."))
+    config = snap.config
+    if config.anti_relay_enforcement == ENFORCE_NONE:
+        return _allow("sender_anti_relay_none", _(
+            "Perform anti-relay enforcement is None: authenticated users may send as any address."
+        ))
+    excluded = _match_host(config.anti_relay_exclude_hosts, facts.client_ip, facts.client_host)
+    if excluded:
+        return _allow("sender_excluded_host", _(
+            "%(who)s is excluded from anti-relay checks by the entry %(entry)s: any sender address is accepted."
+        ) % {"who": _client(facts), "entry": excluded})
+    server_group = names.match_access_list(facts.authenticated_as, (ANY_SENDER_GROUP,), snap.groups)
+    if server_group:
+        return _allow("sender_any_sender_group", _(
+            "%(name)s is in %(group)s (%(path)s): any sender address is accepted."
+        ) % {"name": facts.authenticated_as, "group": ANY_SENDER_GROUP, "path": server_group.explain()})
+    person = snap.person_by_full_name(facts.authenticated_as)
+    own = person.internet_address if person else None
+    values.update(name=facts.authenticated_as, own=own or _("none"))
+    if own and own.casefold() == address.casefold():
+        return _allow("sender_own_address", _("%(address)s is the Internet address of %(name)s.") % values)
+    return _refuse(SENDER_NOT_OWNED, "sender_not_owned", _(
+        "%(name)s may send only as their own Internet address (%(own)s), not as %(address)s."
+    ) % values)
 
 
 def recipient_decision(snap, facts, recipient_address, accepted_so_far=0):
@@ -952,6 +1061,11 @@ def recipient_decision(snap, facts, recipient_address, accepted_so_far=0):
         return _refuse(TOO_MANY_RECIPIENTS, "max_recipients", _(
             "This message already has %(limit)s recipients, the Maximum recipients per message."
         ) % values, cls=RecipientDecision)
+    problem = address_problem(recipient_address)
+    if problem:
+        return _refuse(BAD_RECIPIENT_SYNTAX, "recipient_syntax", _("“%(address)s” is refused: %(why)s.") % {
+            **values, "why": problem,
+        }, cls=RecipientDecision)
     local, domain = _split_address(recipient_address)
     if not domain and local.lower() == "postmaster":
         domain = next((_host(entry) for entry in config.local_domains if not entry.startswith(("*", "."))), "")

@@ -2,12 +2,14 @@
 
 Plain synchronous functions, called by the listener through ``sync_to_async`` in its one ORM thread.
 A message is committed (local deliveries and relay queue entries with it, all or nothing) before the
-listener answers 250.
+listener answers 250. A locked or failing database makes the store raise, after a bounded wait, and
+the client gets 451: it keeps the message and tries again later (RFC 5321 s 4.2.5).
 """
 import datetime
 
+from django.db import DatabaseError, connection, transaction
 from django.db import close_old_connections as django_close_old_connections
-from django.db import connections, transaction
+from django.db import connections
 from django.utils import timezone
 
 from directory.models import Person, Server
@@ -32,9 +34,44 @@ def load(server_name):
     return snap, Server.objects.only("pk").get(name=snap.server_name).pk
 
 
+class StorageUnavailable(Exception):
+    """The database failed a moment ago: the message is refused at once rather than waiting for it again."""
+
+
+def _wait_for_locks(seconds):
+    """Bound how long this connection's statements wait for locks held elsewhere (and run, on PostgreSQL)."""
+    milliseconds = max(1, int(seconds * 1000))
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute(f"PRAGMA busy_timeout = {milliseconds}")
+        elif connection.vendor == "postgresql":
+            cursor.execute(f"SET lock_timeout = {milliseconds}")
+            cursor.execute(f"SET statement_timeout = {milliseconds}")
+
+
+def bounded(seconds, function, *args):
+    """Run ``function(*args)`` in this thread with every wait on the database bounded by ``seconds``.
+
+    The listener's database work all runs in one thread: a statement stuck on a lock would hold up
+    every message behind it. After a failure a broken connection is closed, so the next call opens
+    a new one (the database came back, or was restarted).
+    """
+    try:
+        _wait_for_locks(seconds)
+        return function(*args)
+    except DatabaseError:
+        if not connection.in_atomic_block:
+            connection.close_if_unusable_or_obsolete()
+        raise
+
+
 @transaction.atomic
 def store_message(server_id, fields):
     """Store one accepted message with its local deliveries and relay queue entries; return its id."""
+    return _store(server_id, dict(fields))
+
+
+def _store(server_id, fields):
     deliveries = fields.pop("deliveries")
     message = ReceivedMessage.objects.create(
         server_id=server_id, recipients=[address for address, _kind, _person in deliveries], size=len(fields["data"]),

@@ -1,7 +1,9 @@
 """Server-side TLS contexts for the SMTP ports, built from TLS credentials documents.
 
-TLS 1.2 or later with AEAD cipher suites only (TLS 1.3 suites are all AEAD). ``ssl`` loads keys only
-from files, so the PEM text goes through a private temporary directory that is removed at once.
+TLS 1.2 or later with AEAD cipher suites only (TLS 1.3 suites are all AEAD; RFC 8996, RFC 9325 s 4),
+no compression (CRIME) and no renegotiation (a client could make the server redo handshakes at will).
+``ssl`` loads keys only from files, so the PEM text goes through a private temporary directory that is
+removed at once.
 """
 import os
 import ssl
@@ -14,7 +16,7 @@ def server_context(certificate_pem, private_key_pem):
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.set_ciphers(AEAD_CIPHERS)
-    context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
+    context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE | ssl.OP_NO_RENEGOTIATION
     context.verify_mode = ssl.CERT_NONE
     with tempfile.TemporaryDirectory(prefix="smtp-tls-") as directory:
         certificate_path = os.path.join(directory, "certificate.pem")

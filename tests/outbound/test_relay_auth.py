@@ -4,15 +4,22 @@ import base64
 
 import pytest
 
+from directory import models
 from smtpservice.models import DeliveryAttempt, MailboxEntry, QueuedRecipient
 from tests.outbound.conftest import BOB, BOB_PASSWORD, change, queue_at
+from tests.smtpservice.conftest import save
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
 def relay(alpha, beta, configuration, run_listener):
-    """A's relay host is B's TCP/IP port; returns a function setting the authentication and B's AUTH offer."""
+    """A's relay host is B's TCP/IP port; returns a function setting the authentication and B's AUTH offer.
+
+    A authenticates as Bob and sends Jane's mail: B accepts a sender other than Bob's own address because
+    Bob's account is in LocalDomainServers (docs/policy.md, MAIL FROM).
+    """
+    save(models.Group, {"name": "LocalDomainServers", "group_type": "multi_purpose", "members": ["Bob Smith/Beta"]})
 
     def setup(relay_auth, password=BOB_PASSWORD, offer_auth=True):
         change(beta, smtp_inbound_tcp_auth_name_password=offer_auth)

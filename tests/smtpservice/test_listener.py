@@ -31,6 +31,8 @@ SECOND_LOCAL = "127.0.0.2"
 """Linux routes all of 127.0.0.0/8 to the loopback interface: a second local address to connect to."""
 CLIENT_NAME = "client.example.org"
 SENDER = "sender@example.org"
+OWN_ADDRESS = "jane@acme.test"
+"""Jane's MAIL FROM once she has authenticated: an authenticated user may send only as her own address."""
 JANE = "Jane Doe/Sales/Acme"
 MESSAGE = b"From: sender@example.org\r\nTo: jane@acme.test\r\nSubject: Hello\r\n\r\nHello Jane.\r\n"
 OVERSIZE = MESSAGE + (b"x" * 78 + b"\r\n") * 30
@@ -363,7 +365,7 @@ def test_site_is_chosen_by_the_local_address_the_client_connected_to(two_sites, 
         assert "AUTH PLAIN LOGIN" in ehlo_lines(submission)
         assert submission.mail(SENDER) == AUTH_REQUIRED
         assert auth(submission, "jane@acme.test")[0] == 235
-        assert submission.mail(SENDER)[0] == 250
+        assert submission.mail(OWN_ADDRESS)[0] == 250
     with connect(port, "127.0.0.3") as unmapped:
         assert unmapped.greeting == SITE_NOT_ENABLED
 
@@ -486,7 +488,7 @@ def test_auth_before_and_after_starttls_and_starttls_forgets_the_earlier_auth(
         client.ehlo()
         assert client.mail(SENDER) == AUTH_REQUIRED
         assert auth(client, "jane@acme.test", mechanism=mechanism)[0] == 235
-        assert client.sendmail(SENDER, ["jane@acme.test"], MESSAGE) == {}
+        assert client.sendmail(OWN_ADDRESS, ["jane@acme.test"], MESSAGE) == {}
     message = ReceivedMessage.objects.get()
     assert (message.tls, message.authenticated_as) == (True, JANE)
 
@@ -507,7 +509,7 @@ def test_implicit_tls_on_the_ssl_port_offers_and_accepts_auth_with_aiosmtplib(
             await client.mail(SENDER)
         await client.rset()
         login = await client.login("jane@acme.test", PASSWORD)
-        await client.sendmail(SENDER, ["jane@acme.test"], MESSAGE)
+        await client.sendmail(OWN_ADDRESS, ["jane@acme.test"], MESSAGE)
         return offered, anonymous.value, login
 
     offered, anonymous, login = converse(server.smtp_inbound_ssl_port, conversation, use_tls=True, tls_context=client_tls)
@@ -523,7 +525,7 @@ def test_implicit_tls_on_the_ssl_port_accepts_auth_with_smtplib(make_server, mak
     run_listener(server)
     with connect(server.smtp_inbound_ssl_port, tls=client_tls) as client:
         assert client.login("jane@acme.test", PASSWORD)[0] == 235
-        assert client.sendmail(SENDER, ["jane@acme.test"], MESSAGE) == {}
+        assert client.sendmail(OWN_ADDRESS, ["jane@acme.test"], MESSAGE) == {}
     assert ReceivedMessage.objects.get().authenticated_as == JANE
 
 
@@ -617,7 +619,7 @@ def test_anonymous_mail_is_refused_where_anonymous_is_no(
     with open_session(server, where, client_tls) as client:
         assert client.mail(SENDER) == AUTH_REQUIRED
         assert auth(client, "jane@acme.test")[0] == 235
-        assert client.mail(SENDER)[0] == 250
+        assert client.mail(OWN_ADDRESS)[0] == 250
 
 
 # --- 3.5 Enforce server access settings ------------------------------------------------------------
@@ -731,7 +733,7 @@ def test_relay_is_judged_by_the_anti_relay_settings(
     with open_session(server, "clear", client_tls) as client:
         if authenticate:
             assert auth(client, "jane@acme.test")[0] == 235
-        client.mail(SENDER)
+        client.mail(OWN_ADDRESS if authenticate else SENDER)
         if not accepted:
             assert client.rcpt("bob@example.org") == RELAY_REJECTED
             client.rset()
@@ -1023,7 +1025,7 @@ def test_session_log_records_client_port_tls_user_and_each_decision(
     run_listener(server)
     with open_session(server, "starttls", client_tls) as client:
         assert auth(client, "jane@acme.test")[0] == 235
-        client.sendmail(SENDER, ["jane@acme.test", "nobody@acme.test"], MESSAGE)
+        client.sendmail(OWN_ADDRESS, ["jane@acme.test", "nobody@acme.test"], MESSAGE)
 
     log = wait_until(lambda: SessionLog.objects.filter(server=server).first(), message="no session log was written")
     assert (

@@ -491,6 +491,67 @@ def test_recipient(config, session, address, kind, rule):
     assert (decision.code, decision.text) == expected_reply
 
 
+@pytest.mark.parametrize("address, rule, reply", [
+    pytest.param('"bob@example.net"@acme.test', "recipient_syntax", policy.BAD_RECIPIENT_SYNTAX, id="a quoted local part holding @"),
+    pytest.param('"bob!example.net"@acme.test', "recipient_syntax", policy.BAD_RECIPIENT_SYNTAX, id="a quoted local part holding !"),
+    pytest.param('"bob@example.net"', "recipient_syntax", policy.BAD_RECIPIENT_SYNTAX, id="a quoted address without domain"),
+    pytest.param("bob\x01@example.net", "recipient_syntax", policy.BAD_RECIPIENT_SYNTAX, id="a control character"),
+    pytest.param("jane@acme.test\x7f", "recipient_syntax", policy.BAD_RECIPIENT_SYNTAX, id="DEL"),
+    pytest.param("bob%example.net@acme.test", "user_unknown", policy.USER_UNKNOWN, id="no percent hack: the whole address is local"),
+    pytest.param("example.net!bob@acme.test", "user_unknown", policy.USER_UNKNOWN, id="no bang path: the whole address is local"),
+    pytest.param('"jane"@acme.test', "user_unknown", policy.USER_UNKNOWN, id="a quoted local part is split at its closing quote"),
+])
+def test_relay_tricks_are_refused_from_any_client(address, rule, reply):
+    for session in (CLEAR, INTERNAL, AUTHENTICATED):
+        decision = policy.recipient_decision(snapshot(), session, address, 0)
+        assert (decision.kind, decision.rule, (decision.code, decision.text)) == ("refused", rule, reply), decision.detail
+
+
+OWN = facts(authenticated_as="Jane Doe/Sales/Acme")
+
+
+@pytest.mark.parametrize("config, session, groups, sender, rule", [
+    pytest.param({}, OWN, {}, "<jane@acme.test>", "sender_own_address", id="an authenticated user sends as herself"),
+    pytest.param({}, OWN, {}, "JANE@ACME.TEST", "sender_own_address", id="in any case"),
+    pytest.param({}, OWN, {}, "<>", "null_sender", id="the null sender is always allowed"),
+    pytest.param({}, OWN, {}, "john@acme.test", "sender_not_owned", id="not as a colleague"),
+    pytest.param({}, OWN, {}, "ceo@example.net", "sender_not_owned", id="not as an outsider"),
+    pytest.param({"authenticated_users_relay": True}, OWN, {}, "ceo@example.net", "sender_not_owned",
+                 id="allowing authenticated users to relay does not allow any sender"),
+    pytest.param({"anti_relay_enforcement": "none"}, OWN, {}, "ceo@example.net", "sender_anti_relay_none",
+                 id="anti-relay enforcement None checks no sender"),
+    pytest.param({"anti_relay_exclude_hosts": ["203.0.113.0/24"]}, OWN, {}, "ceo@example.net", "sender_excluded_host",
+                 id="an excluded host may use any sender"),
+    pytest.param({}, OWN, {"localdomainservers": ("multi_purpose", ["Mail Admins"])}, "ceo@example.net", "sender_any_sender_group",
+                 id="an account in LocalDomainServers, through a nested group, may use any sender"),
+    pytest.param({}, OWN, {"localdomainservers": ("mail_only", ["Jane Doe/Sales/Acme"])}, "ceo@example.net", "sender_not_owned",
+                 id="a mail-only LocalDomainServers grants nothing"),
+    pytest.param({}, CLEAR, {}, "ceo@example.net", "sender_unchecked", id="anonymous senders are not checked"),
+    pytest.param({}, CLEAR, {}, "ceo", "sender_syntax", id="a sender without domain is malformed"),
+    pytest.param({}, CLEAR, {}, "ceo\x00@example.net", "sender_syntax", id="a sender with a control character is malformed"),
+    pytest.param({}, CLEAR, {}, '"a@b"@example.net', "sender_syntax", id="a sender hiding an @ in quotes is malformed"),
+])
+def test_sender(config, session, groups, sender, rule):
+    snap = snapshot(config=config, groups={**GROUPS, **groups})
+    assert policy.sender_allowed(snap, session, sender).rule == rule
+    decision = policy.mail_from_allowed(snap, session, sender=sender)
+    expected = {"sender_not_owned": policy.SENDER_NOT_OWNED, "sender_syntax": policy.BAD_SENDER_SYNTAX}.get(rule, (None, ""))
+    assert (decision.code, decision.text) == expected, decision.detail
+
+
+def test_sender_refusal_names_the_users_own_address():
+    decision = policy.sender_allowed(snapshot(), OWN, "john@acme.test")
+    assert "jane@acme.test" in decision.detail and "john@acme.test" in decision.detail
+
+
+def test_the_sender_is_checked_after_authentication_and_before_the_size():
+    snap = snapshot(options={"tcp_anonymous": False}, config={"max_message_size_kb": 1})
+    assert policy.mail_from_allowed(snap, CLEAR, 5000, sender="x@example.net").rule == "authentication_required"
+    assert policy.mail_from_allowed(snap, OWN, 5000, sender="x@example.net").rule == "sender_not_owned"
+    assert policy.mail_from_allowed(snap, OWN, 5000, sender="jane@acme.test").rule == "message_size"
+    assert policy.mail_from_allowed(snap, OWN, 5000).rule == "message_size"
+
+
 def test_local_recipient_carries_the_person():
     assert policy.recipient_decision(snapshot(), CLEAR, "jane@acme.test", 0).person == JANE
 

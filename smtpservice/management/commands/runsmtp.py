@@ -5,7 +5,7 @@ import signal
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
 
-from smtpservice.listener import ListenerService
+from smtpservice.listener import Limits, ListenerService
 from smtpservice.snapshot import ServerNotFound
 
 
@@ -15,9 +15,18 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--server", required=True, help="Name of the Server document, such as mail1/Acme.")
         parser.add_argument("--grace", type=float, default=10.0, help="Seconds sessions may take to finish when stopping.")
+        parser.add_argument(
+            "--max-sessions", type=int, default=Limits.max_sessions,
+            help="Open sessions in all; the next connection gets 421 (default %(default)s).",
+        )
+        parser.add_argument(
+            "--max-sessions-per-client", type=int, default=Limits.max_sessions_per_client,
+            help="Open sessions from one client address; the next gets 421 (default %(default)s).",
+        )
 
     def handle(self, *args, **options):
-        service = ListenerService(options["server"], shutdown_grace=options["grace"])
+        limits = Limits(max_sessions=options["max_sessions"], max_sessions_per_client=options["max_sessions_per_client"])
+        service = ListenerService(options["server"], shutdown_grace=options["grace"], limits=limits)
         try:
             asyncio.run(self.serve(service))
         except ServerNotFound as error:

@@ -1,0 +1,2 @@
+"""The listener's fixtures (real listener on loopback, documents saved through their forms) for the fault tests."""
+from tests.smtpservice.conftest import *  # noqa: F401,F403

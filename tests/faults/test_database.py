@@ -1,0 +1,222 @@
+"""The database locked, unavailable or full: clients get 4xx and never a 250 for a message that was not
+stored, nothing is half-written, and the listener recovers by itself when the database comes back.
+
+A 4xx keeps the message with the client, which tries again later (RFC 5321 s 4.2.5 and 6.1); the
+faults are real: another connection holding the lock, the server ending our connection, SQLite's
+SQLITE_FULL, a trigger failing the last insert of a message.
+"""
+import asyncio
+import contextlib
+import smtplib
+import sqlite3
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from django.db import connection, transaction
+
+from smtpservice.listener import Limits
+from smtpservice.models import MailboxEntry, QueuedRecipient, ReceivedMessage, SessionLog
+from tests.smtpservice.conftest import wait_until
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+LOCAL = "127.0.0.1"
+STORE_WAIT = 0.5
+BACKOFF = 0.3
+
+
+def message(message_id, body_lines=3):
+    body = b"".join(b"line %d of the message\r\n" % n for n in range(body_lines))
+    return (
+        f"From: sender@example.org\r\nTo: jane@acme.test\r\nSubject: {message_id}\r\nMessage-ID: {message_id}\r\n\r\n"
+    ).encode() + body
+
+
+def deliver(port, message_id, recipients=("jane@acme.test",), body_lines=3):
+    """The final reply (code, text) to one message, or (None, error) when the session broke before it."""
+    try:
+        with smtplib.SMTP(LOCAL, port, local_hostname="client.example.org", timeout=15) as client:
+            client.ehlo()
+            assert client.mail("sender@example.org")[0] == 250
+            for recipient in recipients:
+                assert client.rcpt(recipient)[0] == 250
+            return client.data(message(message_id, body_lines))
+    except (OSError, smtplib.SMTPException) as error:
+        return None, str(error)
+
+
+def stored_ids():
+    return list(ReceivedMessage.objects.values_list("message_id", flat=True))
+
+
+def nothing_half_written():
+    """Every mailbox entry and queued recipient belongs to a stored message, and every stored message is whole."""
+    messages = {pk: bytes(data) for pk, data in ReceivedMessage.objects.values_list("pk", "data")}
+    assert set(MailboxEntry.objects.values_list("message", flat=True)) <= set(messages)
+    assert set(QueuedRecipient.objects.values_list("message", flat=True)) <= set(messages)
+    for data in messages.values():
+        assert data.endswith(b"line 2 of the message\r\n")
+
+
+@pytest.fixture
+def listener(make_server, configuration, jane, run_listener):
+    server = make_server()
+    running = run_listener(server, limits=Limits(store_wait=STORE_WAIT, storage_backoff=BACKOFF))
+    return server.smtp_inbound_tcp_port, running.service
+
+
+def deliver_until_accepted(port, prefix, timeout=10):
+    """Send messages until one gets 250 (bounded); returns the replies by Message-ID."""
+    replies = {}
+
+    def accepted():
+        message_id = f"<{prefix}-{len(replies)}@example.org>"
+        replies[message_id] = deliver(port, message_id)
+        return replies[message_id][0] == 250
+
+    wait_until(accepted, timeout=timeout, message="the listener did not recover")
+    return replies
+
+
+def assert_only_250_stored(replies):
+    """Each 250 is stored exactly once; nothing else is stored; every other reply is a 4xx."""
+    assert all(code == 250 or (code is not None and 400 <= code < 500) for code, _text in replies.values()), replies
+    stored = stored_ids()
+    accepted = [message_id for message_id, (code, _text) in replies.items() if code == 250]
+    assert sorted(message_id for message_id in stored if message_id in replies) == sorted(accepted)
+
+
+@contextlib.contextmanager
+def database_locked(table="smtpservice_receivedmessage"):
+    """Another connection holds the write lock: SQLite BEGIN EXCLUSIVE, PostgreSQL LOCK TABLE on ``table``."""
+    if connection.vendor == "sqlite":
+        other = sqlite3.connect(connection.settings_dict["NAME"], isolation_level=None, timeout=5)
+        other.execute("BEGIN EXCLUSIVE")
+        try:
+            yield
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+    else:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+            yield
+
+
+def test_a_locked_database_gets_451_at_once_for_everyone_and_the_listener_recovers_when_it_is_released(listener):
+    port, _service = listener
+    with database_locked():
+        started = time.monotonic()
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            ids = [f"<locked-{n}@example.org>" for n in range(6)]
+            locked = dict(zip(ids, pool.map(lambda message_id: deliver(port, message_id), ids)))
+        elapsed = time.monotonic() - started
+    assert {code for code, _text in locked.values()} == {451}, locked
+    assert elapsed < 2 * STORE_WAIT + 1.5, f"clients waited {elapsed:.1f} s: the stores queued behind the lock"
+
+    replies = {**locked, **deliver_until_accepted(port, "released")}
+    assert_only_250_stored(replies)
+    nothing_half_written()
+
+
+def test_sessions_that_end_while_the_database_is_locked_are_logged_once_it_is_back(listener):
+    port, _service = listener
+    with database_locked("smtpservice_sessionlog"):
+        for _session in range(3):
+            with smtplib.SMTP(LOCAL, port, local_hostname="client.example.org", timeout=10) as client:
+                assert client.noop()[0] == 250
+        time.sleep(3 * STORE_WAIT)  # several heartbeats try to write them, and fail
+        assert not SessionLog.objects.exists()
+    wait_until(lambda: SessionLog.objects.count() == 3, message="sessions logged during the outage were lost")
+
+
+@pytest.mark.skipif("connection.vendor != 'postgresql'", reason="SQLite has no server to lose: the lock above is its outage")
+def test_a_database_connection_cut_by_the_server_gets_4xx_and_the_listener_reconnects_by_itself(listener):
+    port, _service = listener
+    assert deliver(port, "<before@example.org>")[0] == 250
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        assert cursor.fetchall(), "no listener connection to cut"
+    replies = {"<before@example.org>": (250, b""), **deliver_until_accepted(port, "after-cut")}
+    assert_only_250_stored(replies)
+
+
+def run_in_listener_thread(service, function):
+    """Run ``function`` on the listener's own database connection (a PRAGMA is per connection)."""
+    return asyncio.run_coroutine_threadsafe(service.db(function), service.loop).result(10)
+
+
+def limit_database_size(pages=None):
+    """Let the database file grow to ``pages`` pages (None: not at all); return the bytes still free inside it."""
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA page_count")
+        current = cursor.fetchone()[0]
+        cursor.execute(f"PRAGMA max_page_count = {pages or current}")
+        cursor.execute("PRAGMA freelist_count")
+        free = cursor.fetchone()[0]
+        cursor.execute("PRAGMA page_size")
+        return free * cursor.fetchone()[0]
+
+
+@pytest.mark.skipif("connection.vendor != 'sqlite'", reason="SQLITE_FULL is SQLite's; PostgreSQL's disk_full is raised below")
+def test_a_full_disk_answers_451_stores_nothing_and_the_next_message_is_stored_once_there_is_room(listener):
+    port, service = listener
+    free = run_in_listener_thread(service, limit_database_size)
+    lines = free // 20 + 2000
+    full = {"<full@example.org>": deliver(port, "<full@example.org>", body_lines=lines)}
+    assert full["<full@example.org>"][0] == 451, full
+
+    run_in_listener_thread(service, lambda: limit_database_size(1_073_741_823))
+    time.sleep(BACKOFF)
+    replies = {**full, **deliver_until_accepted(port, "room-again")}
+    assert_only_250_stored(replies)
+    nothing_half_written()
+
+
+@pytest.fixture
+def last_insert_fails(transactional_db):
+    """A trigger fails the relay queue insert, the last write of a message: a full disk on PostgreSQL
+    (SQLSTATE 53100 disk_full), an aborted write on SQLite. Call the result to remove it."""
+    create, drop = {
+        "sqlite": (
+            ["CREATE TRIGGER fail_queue BEFORE INSERT ON smtpservice_queuedrecipient "
+             "BEGIN SELECT RAISE(ABORT, 'write error'); END"],
+            ["DROP TRIGGER IF EXISTS fail_queue"],
+        ),
+        "postgresql": (
+            ["CREATE FUNCTION fail_queue() RETURNS trigger LANGUAGE plpgsql AS "
+             "$$ BEGIN RAISE EXCEPTION 'could not extend file' USING ERRCODE = 'disk_full'; END $$",
+             "CREATE TRIGGER fail_queue BEFORE INSERT ON smtpservice_queuedrecipient "
+             "FOR EACH ROW EXECUTE FUNCTION fail_queue()"],
+            ["DROP TRIGGER IF EXISTS fail_queue ON smtpservice_queuedrecipient", "DROP FUNCTION IF EXISTS fail_queue()"],
+        ),
+    }[connection.vendor]
+
+    def execute(statements):
+        with connection.cursor() as cursor:
+            for statement in statements:
+                cursor.execute(statement)
+
+    execute(create)
+    yield lambda: execute(drop)
+    execute(drop)
+
+
+def test_a_write_error_on_the_last_insert_answers_451_and_rolls_back_the_whole_message(listener, last_insert_fails):
+    port, _service = listener
+    both = ("jane@acme.test", "partner@other.test")
+    failed = {"<half@example.org>": deliver(port, "<half@example.org>", recipients=both)}
+    assert failed["<half@example.org>"][0] == 451
+    assert not ReceivedMessage.objects.exists() and not MailboxEntry.objects.exists()
+
+    last_insert_fails()
+    time.sleep(BACKOFF)
+    replies = {**failed, "<whole@example.org>": deliver(port, "<whole@example.org>", recipients=both)}
+    assert_only_250_stored(replies)
+    assert MailboxEntry.objects.get().message.message_id == "<whole@example.org>"
+    assert QueuedRecipient.objects.get().recipient == "partner@other.test"
+    nothing_half_written()
