@@ -24,6 +24,7 @@ run: setup
 	DEBUG=1 $(PY) manage.py runconsole --host $(HOST) --port $(PORT) --server "mail1/Acme"
 
 test: venv
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -p no:cacheprovider -n 2
 
 messages: venv

@@ -1,5 +1,5 @@
 """Template context shared by every console page."""
-from adminconsole import roles
+from directory import roles
 
 
 def console(request):

@@ -1,5 +1,5 @@
 """URLs of the console. Every page needs a login (LoginRequiredMiddleware) except the login page and
-the language switcher; roles are checked by each view (adminconsole.permissions)."""
+the language switcher; roles are checked by each view (directory.permissions)."""
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
@@ -14,8 +14,8 @@ urlpatterns = [
     path("users/", views.UserListView.as_view(), name="user-list"),
     path("users/new/", views.UserCreateView.as_view(), name="user-create"),
     path("users/<int:pk>/role/", views.UserRoleView.as_view(), name="user-role"),
-    path("queue/", include("smtpservice.queue_urls")),
-    path("", include("directory.urls")),
-    path("", include("smtpservice.urls")),
-    path("", include("smtpservice.explain_urls")),
+    path("queue/", include("smtpservice.console.queue_urls")),
+    path("", include("adminconsole.documents.urls")),
+    path("", include("smtpservice.console.urls")),
+    path("", include("smtpservice.console.explain_urls")),
 ]

@@ -17,10 +17,10 @@ from django.utils.translation import gettext_lazy as _
 from django.views.generic import FormView, ListView, TemplateView
 from django.views.i18n import set_language as django_set_language
 
-from adminconsole import roles
-from adminconsole.permissions import RoleRequiredMixin
+from directory import roles
 from directory.models import AuditEntry, Server, TLSCredentials
-from directory.views import DOCUMENT_TYPES, PAGE_SIZE, labelled_warnings, with_change_rows
+from directory.permissions import RoleRequiredMixin
+from directory.presenters import DOCUMENT_TYPES, PAGE_SIZE, labelled_warnings, with_change_rows
 
 EXPIRY_WARNING_DAYS = 30
 USER_DOCUMENT_TYPE = "user"

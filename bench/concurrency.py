@@ -92,7 +92,7 @@ async def full_session(port, source=LOCAL, timeout=10):
     started = time.perf_counter()
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(LOCAL, port, local_addr=(source, 0)), timeout)
-    except (OSError, asyncio.TimeoutError):
+    except (TimeoutError, OSError):
         return None
     try:
         for command, expected in ((None, 220), (b"EHLO bench.example.org", 250), (b"NOOP", 250), (b"QUIT", 221)):
@@ -101,7 +101,7 @@ async def full_session(port, source=LOCAL, timeout=10):
             if await asyncio.wait_for(read_reply(reader), timeout) != expected:
                 return None
         return time.perf_counter() - started
-    except (OSError, ConnectionError, asyncio.TimeoutError):
+    except (TimeoutError, OSError, ConnectionError):
         return None
     finally:
         writer.close()
@@ -115,7 +115,7 @@ async def idle_session(port, index, timeout):
         if await asyncio.wait_for(read_reply(reader), timeout) == 220:
             return writer
         writer.close()
-    except (OSError, ConnectionError, asyncio.TimeoutError):
+    except (TimeoutError, OSError, ConnectionError):
         pass
     return None
 

@@ -541,7 +541,10 @@ class ConfigurationSettings(Document):
             if weak:
                 result.append((
                     "starttls_inbound", "cleartext_auth",
-                    _("Security: %(servers)s offer Name & password on the TCP/IP port; without STARTTLS Required, passwords can travel in clear text.") % {"servers": ", ".join(weak)},
+                    _(
+                        "Security: %(servers)s offer Name & password on the TCP/IP port; without STARTTLS Required, "
+                        "passwords can travel in clear text."
+                    ) % {"servers": ", ".join(weak)},
                 ))
         return result
 
@@ -557,7 +560,10 @@ class InternetSite(Document):
     """An Internet Site document of type SMTP Inbound."""
 
     name = models.CharField(_("descriptive name"), max_length=200, unique=True, help_text=_("A name for this site, such as Acme SMTP."))
-    site_type = models.CharField(_("site type"), max_length=20, choices=SiteType.choices, default=SiteType.SMTP_INBOUND, help_text=_("Only SMTP Inbound sites configure the listener."))
+    site_type = models.CharField(
+        _("site type"), max_length=20, choices=SiteType.choices, default=SiteType.SMTP_INBOUND,
+        help_text=_("Only SMTP Inbound sites configure the listener."),
+    )
     organization = models.CharField(_("organization"), max_length=200, blank=True, help_text=_("The organization of the servers that host this site."))
     mapped_addresses = list_field(
         _("Host names or addresses mapped to this site"), validators.validate_mapped_address,
@@ -568,11 +574,26 @@ class InternetSite(Document):
         _("Domino servers that host this site"), validators.validate_server_entry,
         _("Server names, one per line; * means all servers."), default=default_any,
     )
-    tcp_auth_name_password = models.BooleanField(_("TCP authentication: Name & password"), default=False, help_text=_("Offer AUTH on the TCP/IP port before STARTTLS."))
-    tcp_auth_anonymous = models.BooleanField(_("TCP authentication: Anonymous"), default=True, help_text=_("Accept mail without authentication on the TCP/IP port."))
-    ssl_auth_client_certificate = models.BooleanField(_("SSL authentication: Client certificate"), default=False, help_text=_("Accept a client certificate on the SSL port and after STARTTLS."))
-    ssl_auth_name_password = models.BooleanField(_("SSL authentication: Name & password"), default=True, help_text=_("Offer AUTH on the SSL port and after STARTTLS."))
-    ssl_auth_anonymous = models.BooleanField(_("SSL authentication: Anonymous"), default=True, help_text=_("Accept mail without authentication on the SSL port and after STARTTLS."))
+    tcp_auth_name_password = models.BooleanField(
+        _("TCP authentication: Name & password"), default=False,
+        help_text=_("Offer AUTH on the TCP/IP port before STARTTLS."),
+    )
+    tcp_auth_anonymous = models.BooleanField(
+        _("TCP authentication: Anonymous"), default=True,
+        help_text=_("Accept mail without authentication on the TCP/IP port."),
+    )
+    ssl_auth_client_certificate = models.BooleanField(
+        _("SSL authentication: Client certificate"), default=False,
+        help_text=_("Accept a client certificate on the SSL port and after STARTTLS."),
+    )
+    ssl_auth_name_password = models.BooleanField(
+        _("SSL authentication: Name & password"), default=True,
+        help_text=_("Offer AUTH on the SSL port and after STARTTLS."),
+    )
+    ssl_auth_anonymous = models.BooleanField(
+        _("SSL authentication: Anonymous"), default=True,
+        help_text=_("Accept mail without authentication on the SSL port and after STARTTLS."),
+    )
     tls_credentials = models.ForeignKey(
         TLSCredentials, verbose_name=_("TLS credentials"), related_name="sites", null=True, blank=True, on_delete=models.PROTECT,
         help_text=_("Certificate for this site; empty falls back to the Server document's."),
@@ -607,7 +628,9 @@ class InternetSite(Document):
 
     def warnings(self):
         if self.all_options_off:
-            return [("tcp_auth_anonymous", "all_options_off", _("Every authentication option is No: connections to this site will get “%(text)s”") % {"text": SITE_NOT_ENABLED_TEXT})]
+            return [("tcp_auth_anonymous", "all_options_off", _(
+                "Every authentication option is No: connections to this site will get “%(text)s”"
+            ) % {"text": SITE_NOT_ENABLED_TEXT})]
         return []
 
 
@@ -662,7 +685,10 @@ class Person(Document):
 
 
 class Group(Document):
-    name = models.CharField(_("group name"), max_length=200, unique=True, validators=[validators.validate_name], help_text=_("Name of the group, such as Mail Admins."))
+    name = models.CharField(
+        _("group name"), max_length=200, unique=True, validators=[validators.validate_name],
+        help_text=_("Name of the group, such as Mail Admins."),
+    )
     group_type = models.CharField(
         _("group type"), max_length=20, choices=GroupType.choices, default=GroupType.MULTI_PURPOSE,
         help_text=_("Mail-only groups do not count in access lists."),

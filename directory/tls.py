@@ -31,7 +31,7 @@ class CertificateInfo:
 
     @property
     def expired(self):
-        return self.not_after < datetime.datetime.now(datetime.timezone.utc)
+        return self.not_after < datetime.datetime.now(datetime.UTC)
 
 
 def load_chain(certificate_pem):
@@ -101,7 +101,7 @@ def covers(host_names, host_name):
 def generate_self_signed(host_name, days=397, extra_names=()):
     """A self-signed certificate and key (PEM text) for ``host_name``, valid from now for ``days``."""
     key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host_name)])
     alt_names = [x509.DNSName(host_name)]
     for name in extra_names:

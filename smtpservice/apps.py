@@ -8,7 +8,7 @@ class SmtpServiceConfig(AppConfig):
 
     def ready(self):
         """Bump the directory revision on every saved or deleted document, so listeners reload; tie versions to it."""
-        from smtpservice import served, snapshot
+        from smtpservice.store import served, snapshot
 
         snapshot.connect_signals()
         served.connect_signals()

@@ -1,20 +1,30 @@
 """Test-wide settings overrides and shared fixtures."""
+import uuid
+
 import pytest
-from django.utils import translation
 from django.contrib.auth.models import Group as AuthGroup
 from django.contrib.auth.models import User
+from django.utils import translation
 
-from adminconsole import roles
+from directory import roles
 
 
 @pytest.fixture(scope="session")
-def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, tmp_path_factory):
-    """On SQLite, test in a file (WAL), not in memory: the listener's ORM thread needs its own connection."""
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, tmp_path_factory, request):
+    """On SQLite, test in a file (WAL), not in memory: the listener's ORM thread needs its own connection.
+
+    On PostgreSQL, each run gets database names of its own (the xdist run id, shared by its workers),
+    so two suites on one server never drop each other's databases.
+    """
     from django.conf import settings
 
     database = settings.DATABASES["default"]
+    test = database.setdefault("TEST", {})
     if database["ENGINE"].endswith("sqlite3"):
-        database.setdefault("TEST", {})["NAME"] = str(tmp_path_factory.mktemp("db") / "test.sqlite3")
+        test["NAME"] = str(tmp_path_factory.mktemp("db") / "test.sqlite3")
+    else:
+        run_id = getattr(request.config, "workerinput", {}).get("testrunuid") or uuid.uuid4().hex
+        test["NAME"] = f"{test.get('NAME') or 'test_' + database['NAME']}_{run_id[:10]}"
 
 
 @pytest.fixture(scope="session", autouse=True)

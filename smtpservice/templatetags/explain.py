@@ -2,7 +2,7 @@
 against what its settings configure (``console.ListenerReport.flag``)."""
 from django import template
 
-from smtpservice import console
+from smtpservice.console import presenters as console
 
 register = template.Library()
 

@@ -5,8 +5,8 @@ from email.header import decode_header, make_header
 
 from django import template
 
-from adminconsole import roles
-from smtpservice import console
+from directory import roles
+from smtpservice.console import presenters as console
 
 register = template.Library()
 

@@ -5,9 +5,8 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import URLResolver, get_resolver, reverse
 
-from adminconsole import roles
-from adminconsole.roles import EDITOR, MANAGER, READER
-from directory import audit, models
+from directory import audit, models, roles
+from directory.roles import EDITOR, MANAGER, READER
 from tests.conftest import make_user
 from tests.documents import make_documents
 from tests.smtpservice import records

@@ -3,8 +3,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.urls import reverse
 
-from adminconsole import roles
-from directory import models
+from directory import models, roles
 from directory.models import AuditEntry
 from tests.conftest import make_user
 from tests.directory.documents import make_credentials, save

@@ -5,7 +5,7 @@ import pytest
 from django.contrib.auth.models import User
 
 from directory import forms
-from directory.models import AuditEntry, Server
+from directory.models import AuditEntry
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -6,7 +6,7 @@ from django.utils import timezone
 from directory import audit
 from directory.models import AuditEntry, ConfigurationSettings, DocumentVersion, Person, Server, TLSCredentials
 from smtpservice.models import ListenerStatus
-from smtpservice.snapshot import current_revision
+from smtpservice.store.snapshot import current_revision
 from tests.directory.documents import JANE, make_credentials, make_server, save
 
 PASSWORD = "Internet-secret-1234"

@@ -6,7 +6,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from directory.models import ConfigurationSettings, InternetSite, Server
-from smtpservice import preview
+from smtpservice.console import preview
 from smtpservice.models import ListenerStatus
 from tests.directory.documents import bound_form, form_data, make_credentials, make_server, save
 

@@ -12,7 +12,7 @@ from directory import tls
 from directory.models import Server, TLSCredentials
 from tests.directory.documents import bound_form, make_credentials, make_server
 
-NOW = datetime.datetime.now(datetime.timezone.utc)
+NOW = datetime.datetime.now(datetime.UTC)
 
 
 def key_pem(key, password=None):
@@ -234,12 +234,12 @@ def test_generate_self_signed_makes_working_credentials_for_the_host():
         "mail1.acme.test", days=30, extra_names=["smtp.acme.test", "192.0.2.25"]
     )
     info = tls.inspect(certificate_pem, private_key_pem)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     assert info.subject == "CN=mail1.acme.test"
     assert info.host_names == ("mail1.acme.test", "smtp.acme.test", "192.0.2.25")
     assert tls.covers(info.host_names, "mail1.acme.test")
     assert datetime.timedelta(days=29) < info.not_after - now <= datetime.timedelta(days=30, minutes=1)
-    assert info.not_before <= datetime.datetime.now(datetime.timezone.utc)
+    assert info.not_before <= datetime.datetime.now(datetime.UTC)
     cert = x509.load_pem_x509_certificate(certificate_pem.encode())
     assert cert.issuer == cert.subject
     assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
@@ -254,7 +254,7 @@ def test_generate_self_signed_gives_a_new_key_each_time():
 
 def test_generated_credentials_save_and_show_their_expiry(db):
     credentials = make_credentials("mail1-cert", "mail1.acme.test", days=397)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     assert credentials.host_names == ["mail1.acme.test"]
     assert datetime.timedelta(days=396) < credentials.not_after - now <= datetime.timedelta(days=397, minutes=1)
     assert not credentials.expires_soon()

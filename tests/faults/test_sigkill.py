@@ -98,7 +98,7 @@ class Burst:
                     self.acknowledged += 1
                     if on_ack is not None:
                         on_ack()
-        except (OSError, ConnectionError, asyncio.IncompleteReadError, asyncio.TimeoutError):
+        except (TimeoutError, OSError, ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
             writer.close()

@@ -16,9 +16,10 @@ from aiosmtpd.controller import Controller
 from django.db import connection
 
 from directory import models
-from smtpservice import storage
 from smtpservice.models import ReceivedMessage
-from smtpservice.router import Router, store
+from smtpservice.router.service import Router
+from smtpservice.store import storage
+from smtpservice.store.queue import store
 from tests.smtpservice.conftest import *  # noqa: F401,F403 (fixtures: make_server, run_listener, configuration, jane...)
 from tests.smtpservice.conftest import free_port, save
 

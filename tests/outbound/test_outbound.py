@@ -9,13 +9,15 @@ import dns.name
 import dns.resolver
 import pytest
 
-from smtpservice import outbound, policy, router
-from smtpservice.outbound import IMPLICIT, MX, PLAIN, RELAY, ROUTE, STARTTLS, Destination, Step
+from smtpservice.core import outbound, policy
+from smtpservice.core.outbound import IMPLICIT, MX, PLAIN, RELAY, ROUTE, STARTTLS, Destination, Step
+from smtpservice.router import service as router
 
-NOW = datetime.datetime(2026, 11, 27, 12, 0, tzinfo=datetime.timezone.utc)
+NOW = datetime.datetime(2026, 11, 27, 12, 0, tzinfo=datetime.UTC)
 
 
-def snapshot(ports=policy.OutboundPorts(), **config):
+def snapshot(ports=None, **config):
+    ports = ports or policy.OutboundPorts()
     return policy.SettingsSnapshot(
         server_name="mail1/Acme", host_name="mail1.acme.test", outbound=ports,
         config=policy.ConfigSnapshot(local_domains=("acme.test",), **config), config_source="default Configuration Settings (*)",

@@ -6,7 +6,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from adminconsole.roles import EDITOR, READER
+from directory.roles import EDITOR, READER
 from smtpservice.models import DeliveryAttempt, MailboxEntry, QueuedRecipient
 from tests.conftest import make_user
 from tests.outbound.conftest import ALPHA, BOB, JANE, change, queue_at

@@ -5,7 +5,8 @@ import pytest
 from directory import importexport
 from directory.forms import ConfigurationSettingsForm
 from directory.models import ConfigurationSettings
-from smtpservice import policy, snapshot
+from smtpservice.core import policy
+from smtpservice.store import snapshot
 from tests.outbound.conftest import CONFIG_DEFAULTS, change
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -5,7 +5,6 @@ import socket
 
 import pytest
 
-from directory import models
 from smtpservice.models import DeliveryAttempt, MailboxEntry, QueuedRecipient, ReceivedMessage
 from tests.outbound.conftest import BOB, JANE, beta_configuration, change, queue_at
 from tests.smtpservice.conftest import free_port

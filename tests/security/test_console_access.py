@@ -9,10 +9,16 @@ from django.test import Client, RequestFactory
 from django.urls import path, reverse
 from django.views.generic import TemplateView, View
 
-from adminconsole.permissions import RoleRequiredMixin
-from adminconsole.roles import EDITOR, MANAGER, READER
+from directory.permissions import RoleRequiredMixin
+from directory.roles import EDITOR, MANAGER, READER
 from tests.adminconsole.test_permissions import (  # noqa: F401 (documents is a fixture)
-    LOGOUT, PUBLIC, URLS, documents, state, url_of, url_patterns,
+    LOGOUT,
+    PUBLIC,
+    URLS,
+    documents,
+    state,
+    url_of,
+    url_patterns,
 )
 from tests.conftest import make_user
 

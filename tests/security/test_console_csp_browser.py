@@ -4,8 +4,8 @@ import re
 
 import pytest
 
-from adminconsole.roles import MANAGER
 from directory import audit
+from directory.roles import MANAGER
 from tests.adminconsole.test_permissions import LOGOUT, PUBLIC, URLS, url_of
 from tests.browser.conftest import browser, page  # noqa: F401 (fixtures)
 from tests.conftest import make_user

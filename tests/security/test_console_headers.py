@@ -9,7 +9,7 @@ from django.test import Client
 from django.urls import reverse
 
 from adminconsole.middleware import CONTENT_SECURITY_POLICY
-from adminconsole.roles import MANAGER, READER
+from directory.roles import MANAGER, READER
 from tests.adminconsole.test_permissions import PUBLIC, URLS, client_for, documents, url_of  # noqa: F401 (fixture)
 from tests.conftest import make_user
 

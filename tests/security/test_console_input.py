@@ -15,8 +15,8 @@ from django.test import Client
 from django.urls import reverse
 from django.utils.html import escape
 
-from adminconsole.roles import MANAGER
 from directory import models, tls
+from directory.roles import MANAGER
 from tests.adminconsole.test_permissions import state
 from tests.conftest import make_user
 from tests.directory.documents import form_data

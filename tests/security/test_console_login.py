@@ -11,7 +11,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from adminconsole import roles
+from directory import roles
 from tests.conftest import make_user
 
 pytestmark = pytest.mark.django_db

@@ -9,18 +9,29 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
-from adminconsole.roles import MANAGER
 from directory import audit, models, tls
 from directory.history import versions_of
 from directory.models import DocumentVersion
-from directory.views import BY_NAME
+from directory.presenters import BY_NAME
+from directory.roles import MANAGER
 from smtpservice.models import DeliveryAttempt, MailboxEntry, ReceivedMessage, SessionLog
 from tests.adminconsole.test_permissions import LOGOUT, PUBLIC, URLS, url_of
 from tests.conftest import make_user
 from tests.directory.documents import form_data, save
 from tests.documents import PASSWORD, RELAY_PASSWORD, make_documents
 from tests.outbound.conftest import (  # noqa: F401 (fixtures)
-    BOB, BOB_PASSWORD, alpha, beta, ca, change, configuration, jane, make_credentials, make_router, make_server, queue_at,
+    BOB,
+    BOB_PASSWORD,
+    alpha,
+    beta,
+    ca,
+    change,
+    configuration,
+    jane,
+    make_credentials,
+    make_router,
+    make_server,
+    queue_at,
     run_listener,
 )
 from tests.smtpservice import records

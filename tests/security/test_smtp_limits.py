@@ -11,8 +11,8 @@ import time
 import pytest
 
 from directory import models
-from smtpservice import policy
-from smtpservice.listener import Limits
+from smtpservice.core import policy
+from smtpservice.listener.service import Limits
 from smtpservice.models import ReceivedMessage
 from tests.security.smtp_client import CLIENT_NAME, LOCAL, RawClient, greeted
 from tests.smtpservice.conftest import HOST_NAME, save, wait_until

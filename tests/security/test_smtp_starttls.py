@@ -11,7 +11,7 @@ import warnings
 
 import pytest
 
-from smtpservice.listener import Limits
+from smtpservice.listener.service import Limits
 from smtpservice.models import ReceivedMessage, SessionLog
 from tests.security.smtp_client import CLIENT_NAME, LOCAL, RawClient, greeted
 from tests.smtpservice.conftest import HOST_NAME, PASSWORD, wait_until

@@ -8,7 +8,7 @@ import pytest
 import trustme
 
 from directory import audit, forms, models
-from smtpservice.listener import ListenerService
+from smtpservice.listener.service import ListenerService
 
 HOST_NAME = "mail1.acme.test"
 PASSWORD = "Jane-secret-1234"

@@ -10,7 +10,7 @@ from django.utils import timezone
 from directory import models
 from directory.models import DocumentVersion
 from smtpservice.models import DirectoryRevision, ListenerStatus, ReceivedMessage
-from smtpservice.snapshot import current_revision
+from smtpservice.store.snapshot import current_revision
 from tests.smtpservice.conftest import PASSWORD, save, wait_until
 from tests.smtpservice.test_views import part, text
 

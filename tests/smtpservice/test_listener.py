@@ -19,9 +19,9 @@ from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.db import connection
 
 from directory import models
-from smtpservice.listener import POLL_INTERVAL
+from smtpservice.listener.service import POLL_INTERVAL
 from smtpservice.models import ListenerStatus, MailboxEntry, QueuedRecipient, ReceivedMessage, SessionLog
-from smtpservice.snapshot import current_revision
+from smtpservice.store.snapshot import current_revision
 from tests.smtpservice.conftest import HOST_NAME, PASSWORD, free_port, save, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -2,9 +2,15 @@
 import pytest
 from django.contrib.auth.hashers import make_password
 
-from smtpservice import policy
-from smtpservice.policy import (
-    AuthOptions, ConfigSnapshot, InboundPorts, PersonSnapshot, SessionFacts, SettingsSnapshot, SiteSnapshot,
+from smtpservice.core import policy
+from smtpservice.core.policy import (
+    AuthOptions,
+    ConfigSnapshot,
+    InboundPorts,
+    PersonSnapshot,
+    SessionFacts,
+    SettingsSnapshot,
+    SiteSnapshot,
 )
 
 LOCAL_IP = "192.0.2.10"

@@ -5,9 +5,9 @@ import socket
 import pytest
 
 from directory import models
-from smtpservice import selftest
+from smtpservice.console import selftest
 from smtpservice.models import MailboxEntry, QueuedRecipient, ReceivedMessage
-from smtpservice.snapshot import load_snapshot
+from smtpservice.store.snapshot import load_snapshot
 from tests.smtpservice.conftest import HOST_NAME, save
 
 pytestmark = pytest.mark.django_db(transaction=True)

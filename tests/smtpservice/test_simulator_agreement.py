@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from directory import models
-from smtpservice import simulator
-from smtpservice.snapshot import current_revision, load_snapshot
+from smtpservice.core import simulator
+from smtpservice.store.snapshot import current_revision, load_snapshot
 from tests.smtpservice.conftest import HOST_NAME, PASSWORD, free_port, save, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -6,8 +6,8 @@ from django.utils import timezone
 from directory import audit
 from directory.forms import PersonForm
 from directory.models import AuditEntry, ConfigurationSettings, Group, InternetSite, Person, Server, TLSCredentials
-from smtpservice import policy
-from smtpservice.snapshot import ServerNotFound, current_revision, load_snapshot, refreshed
+from smtpservice.core import policy
+from smtpservice.store.snapshot import ServerNotFound, current_revision, load_snapshot, refreshed
 
 pytestmark = pytest.mark.django_db
 

@@ -10,9 +10,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from directory import models
-from smtpservice import console
+from smtpservice.console import presenters as console
 from smtpservice.models import ListenerStatus, ReceivedMessage, SessionLog
-from smtpservice.snapshot import current_revision
+from smtpservice.store.snapshot import current_revision
 from tests.directory import documents
 from tests.smtpservice import records
 from tests.smtpservice.conftest import save, wait_until

@@ -4,8 +4,8 @@ import signal
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
 
-from smtpservice.router import Router
-from smtpservice.snapshot import ServerNotFound
+from smtpservice.router.service import Router
+from smtpservice.store.snapshot import ServerNotFound
 
 
 class Command(BaseCommand):

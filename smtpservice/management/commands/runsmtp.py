@@ -5,8 +5,8 @@ import signal
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
 
-from smtpservice.listener import Limits, ListenerService
-from smtpservice.snapshot import ServerNotFound
+from smtpservice.listener.service import Limits, ListenerService
+from smtpservice.store.snapshot import ServerNotFound
 
 
 class Command(BaseCommand):

@@ -19,10 +19,10 @@ from django.utils.translation import gettext_lazy as _
 from django.views.generic import DetailView, ListView, View
 from django.views.generic.detail import SingleObjectMixin
 
-from adminconsole.permissions import RoleRequiredMixin
 from directory.models import Person, Server
-from directory.views import PAGE_SIZE
-from smtpservice.console import PORT_KINDS
+from directory.permissions import RoleRequiredMixin
+from directory.presenters import PAGE_SIZE
+from smtpservice.console.presenters import PORT_KINDS
 from smtpservice.models import MailboxEntry, ReceivedMessage, SessionLog
 
 MAIL, SESSIONS = "mail", "sessions"

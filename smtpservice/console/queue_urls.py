@@ -1,7 +1,7 @@
 """URLs of the relay queue's console pages (namespace ``queue``)."""
 from django.urls import path
 
-from smtpservice import queue_views
+from smtpservice.console import queue_views
 
 app_name = "queue"
 

@@ -7,7 +7,7 @@ role. A view that names no edit role accepts no change at all.
 from django.contrib.auth.mixins import AccessMixin
 from django.core.exceptions import PermissionDenied
 
-from adminconsole import roles
+from directory import roles
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 

@@ -10,12 +10,10 @@ from django.utils.translation import gettext
 from django.views.decorators.cache import never_cache
 from django.views.generic import ListView, TemplateView
 
-from adminconsole import roles
-from adminconsole.permissions import RoleRequiredMixin
-from directory import history
-from directory.views import (
-    BY_NAME, EMPTY, PAGE_SIZE, SECRET_STATES, STORED_STATES, DocumentViewMixin, Presenter, change_review, form_warnings,
-)
+from adminconsole.documents.views import DocumentViewMixin, change_review, form_warnings
+from directory import history, roles
+from directory.permissions import RoleRequiredMixin
+from directory.presenters import BY_NAME, EMPTY, PAGE_SIZE, SECRET_STATES, STORED_STATES, Presenter
 
 
 def secret_state(name, value):

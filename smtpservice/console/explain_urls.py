@@ -1,7 +1,7 @@
 """URLs of the pages that explain and verify a server's inbound SMTP, named ``explain:<page>``."""
 from django.urls import path
 
-from smtpservice import explain_views
+from smtpservice.console import explain_views
 
 app_name = "explain"
 

@@ -4,7 +4,7 @@
 (connection controls, then the site check), EHLO, STARTTLS, AUTH, MAIL FROM and RCPT TO; the 503
 with the greeting's text after a refused greeting; the Error limit's 421 (spec 3.9); the session
 closed after a failed AUTH. Every command returns the ``Reply`` the client gets and the policy
-``Decision`` behind it, so the console's policy simulator (``smtpservice.simulator``) tells the same
+``Decision`` behind it, so the console's policy simulator (``smtpservice.core.simulator``) tells the same
 story as the listener. ``tests/smtpservice/test_simulator_agreement.py`` checks it reply for reply
 against a running listener.
 
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from django.utils.translation import gettext as _
 
-from smtpservice import policy
+from smtpservice.core import policy
 
 IDENT = "ESMTP Service ready"
 """The end of the 220 greeting, after the host name (the listener passes it to aiosmtpd as ``ident``)."""

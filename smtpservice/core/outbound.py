@@ -1,9 +1,9 @@
 """Outbound decisions of the router: where a recipient's mail goes, over which port with which TLS,
 when to try again, and what the sender is told when it cannot go.
 
-Pure functions over the immutable settings snapshot (``smtpservice.snapshot``), like
-``smtpservice.policy`` for the listener: no sockets, no database, so tables of cases test them. The
-router (``smtpservice.router``) asks them and speaks SMTP. ``docs/outbound.md`` lists the rules.
+Pure functions over the immutable settings snapshot (``smtpservice.store.snapshot``), like
+``smtpservice.core.policy`` for the listener: no sockets, no database, so tables of cases test them. The
+router (``smtpservice.router.service``) asks them and speaks SMTP. ``docs/outbound.md`` lists the rules.
 """
 import email.utils
 import re
@@ -17,7 +17,7 @@ from email.policy import SMTP as SMTP_POLICY
 from django.utils.translation import gettext as _
 
 from directory.validators import split_host_port
-from smtpservice import policy
+from smtpservice.core import policy
 
 RELAY = "relay"
 ROUTE = "route"

@@ -10,217 +10,34 @@ import json
 import operator
 from dataclasses import dataclass
 
-from crispy_forms.layout import HTML, Row
 from django import forms as django_forms
 from django.contrib import messages
-from django.core.exceptions import FieldDoesNotExist, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import ProtectedError, Q
 from django.shortcuts import redirect
-from django.urls import reverse
-from django.utils import formats, timezone
 from django.utils.decorators import method_decorator
-from django.utils.safestring import mark_safe
-from django.utils.text import capfirst, slugify
+from django.utils.text import capfirst
 from django.utils.translation import gettext
-from django.utils.translation import gettext_lazy as _
 from django.views.decorators.cache import never_cache
 from django.views.generic import DeleteView, DetailView, FormView, ListView, UpdateView
 from django.views.generic.detail import SingleObjectMixin
 
-from adminconsole import roles
-from adminconsole.permissions import RoleRequiredMixin
 from directory import audit, history, models, tls
 from directory.audit import delete_document, save_document
-from directory.forms import FORMS, GenerateCertificateForm, ServerForm, TLSCredentialsForm
-from smtpservice import preview, served
-
-EMPTY = "—"
-PAGE_SIZE = 25
-# How a stored secret is shown instead of its value.
-SECRET_STATES = {"internet_password": (_("set"), _("not set"))}
-STORED_STATES = (_("stored"), _("not stored"))
-
-
-@dataclass(frozen=True)
-class DocumentType:
-    """What the generic views need to know about one kind of document."""
-
-    model: type
-    url_prefix: str
-    search_fields: tuple
-    columns: tuple
-    edit_role: str = roles.EDITOR
-    # Fields computed on save, shown read-only on the detail page after the form's own.
-    read_only_fields: tuple = ()
-
-    @property
-    def name(self):
-        return self.model._meta.model_name
-
-    @property
-    def verbose_name(self):
-        return self.model._meta.verbose_name
-
-    @property
-    def verbose_name_plural(self):
-        return self.model._meta.verbose_name_plural
-
-    @property
-    def form_class(self):
-        return FORMS[self.model]
-
-    def url(self, action, pk=None):
-        return reverse(f"directory:{self.name}-{action}", args=[] if pk is None else [pk])
-
-    def restore_url(self, pk, number):
-        return reverse(f"directory:{self.name}-restore", args=[pk, number])
-
-
-DOCUMENT_TYPES = (
-    DocumentType(
-        models.Server, "servers", ("name", "host_name"),
-        ("name", "host_name", "smtp_listener_enabled", "smtp_inbound_tcp_port", "smtp_inbound_tcp_status",
-         "smtp_inbound_ssl_port", "smtp_inbound_ssl_status", "tls_credentials"),
-    ),
-    DocumentType(
-        models.ConfigurationSettings, "configurations", ("server__name", "relay_host", "local_domains"),
-        ("server", "local_domains", "relay_host", "starttls_inbound", "anti_relay_enforcement"),
-    ),
-    DocumentType(
-        models.InternetSite, "sites", ("name", "organization", "mapped_addresses", "servers"),
-        ("name", "organization", "mapped_addresses", "servers", "tls_credentials"),
-    ),
-    DocumentType(
-        models.Person, "people", ("full_name", "first_name", "last_name", "short_name", "internet_address"),
-        ("full_name", "short_name", "internet_address", "internet_password"),
-        edit_role=roles.MANAGER,
-    ),
-    DocumentType(models.Group, "groups", ("name", "members"), ("name", "group_type", "members")),
-    DocumentType(
-        models.TLSCredentials, "tls", ("name", "subject", "host_names"), ("name", "subject", "not_after"),
-        read_only_fields=("subject", "host_names", "not_after"),
-    ),
+from directory.forms import GenerateCertificateForm, ServerForm, TLSCredentialsForm
+from directory.permissions import RoleRequiredMixin
+from directory.presenters import (
+    BY_MODEL,
+    EMPTY,
+    PAGE_SIZE,
+    Presenter,
+    audit_entries_of,
+    labelled_warnings,
+    with_change_rows,
 )
-BY_NAME = {document_type.name: document_type for document_type in DOCUMENT_TYPES}
-BY_MODEL = {document_type.model: document_type for document_type in DOCUMENT_TYPES}
-
-
-class Presenter:
-    """Labels and values of one document type as the admin reads them on its form."""
-
-    def __init__(self, document_type, instance=None):
-        self.document_type = document_type
-        self.form = document_type.form_class(instance=instance)
-
-    def model_field(self, name):
-        try:
-            return self.document_type.model._meta.get_field(name)
-        except FieldDoesNotExist:
-            return None
-
-    def label(self, name):
-        if name in self.form.fields:
-            return self.form.fields[name].label
-        model_field = self.model_field(name)
-        return capfirst(model_field.verbose_name) if model_field is not None else name
-
-    def display(self, name, value):
-        """The text for a stored value: choice labels, documents by name, one list entry per line."""
-        if value is None or value == "" or value == []:
-            return EMPTY
-        form_field = self.form.fields.get(name)
-        if isinstance(value, bool) and not isinstance(form_field, django_forms.ChoiceField):
-            return gettext("Yes") if value else gettext("No")
-        if isinstance(form_field, django_forms.ModelChoiceField):
-            return str(value)
-        choices = getattr(form_field, "choices", None) or getattr(self.model_field(name), "flatchoices", None)
-        if choices and not isinstance(value, (list, dict)):
-            labels = {str(key): label for key, label in choices}
-            return labels.get(str(value), value)
-        if isinstance(value, list):
-            if form_field is not None:
-                return form_field.prepare_value(value)
-            return "\n".join(str(item) for item in value)
-        if hasattr(value, "tzinfo"):
-            return formats.localize(timezone.localtime(value))
-        return value
-
-    def value(self, instance, name):
-        """The display value of one field of a document; secrets only say whether they are stored."""
-        if name in self.document_type.model.secret_fields:
-            shown, missing = SECRET_STATES.get(name, STORED_STATES)
-            return shown if getattr(instance, name) else missing
-        return self.display(name, getattr(instance, name))
-
-    def tabs(self, instance):
-        """The document's tabs, each a list of columns of headings and ``(label, value)`` fields."""
-        tabs = []
-        for label, items in self.form.tabs:
-            tabs.append({"label": label, "id": f"tab-{slugify(str(label))}", "columns": self._columns(instance, items)})
-        if self.document_type.read_only_fields:
-            tabs[0]["columns"][0].extend(self._entries(instance, self.document_type.read_only_fields))
-        return tabs
-
-    def _columns(self, instance, items):
-        """A Row of Columns lays its columns side by side; anything else goes in the first column."""
-        main, columns = [], []
-        for item in items:
-            if isinstance(item, Row):
-                columns.extend(self._entries(instance, column.fields) for column in item.fields)
-            else:
-                main.extend(self._entries(instance, [item]))
-        return ([main] if main else []) + columns
-
-    def _entries(self, instance, items):
-        entries = []
-        for item in items:
-            if isinstance(item, str):
-                if self.model_field(item) is not None:
-                    entries.append({"name": item, "label": self.label(item), "value": self.value(instance, item)})
-            elif isinstance(item, HTML):
-                entries.append({"heading": mark_safe(item.html)})
-            elif hasattr(item, "fields"):
-                entries.extend(self._entries(instance, item.fields))
-        return entries
-
-
-def with_change_rows(entries):
-    """Give each audit entry ``change_rows``: (label, old, new) in the words of its document's form,
-    and ``restored_version``: the number of the version it restored, if it is a restore."""
-    presenters = {}
-    entries = list(entries)
-    restores = dict(
-        models.DocumentVersion.objects.filter(audit_entry__in=[entry.pk for entry in entries], restored_from__isnull=False)
-        .values_list("audit_entry_id", "restored_from__number")
-    )
-    for entry in entries:
-        entry.restored_version = restores.get(entry.pk)
-        document_type = BY_NAME.get(entry.document_type)
-        if document_type is None:
-            entry.change_rows = [(name, old or EMPTY, new or EMPTY) for name, (old, new) in entry.changes.items()]
-            continue
-        if document_type not in presenters:
-            presenters[document_type] = Presenter(document_type)
-        presenter = presenters[document_type]
-        entry.document_type_label = capfirst(document_type.verbose_name)
-        entry.change_rows = [
-            (presenter.label(name), presenter.display(name, old), presenter.display(name, new))
-            for name, (old, new) in entry.changes.items()
-        ]
-    return entries
-
-
-def labelled_warnings(document):
-    """A document's warnings as ``(field label, message)``, for the admin who has to act on them."""
-    presenter = Presenter(BY_MODEL[type(document)], document)
-    return [(presenter.label(field), message) for field, _code, message in document.warnings()]
-
-
-def audit_entries_of(instance):
-    return models.AuditEntry.objects.filter(
-        document_type=instance._meta.model_name, object_id=str(instance.pk)
-    ).select_related("user")
+from smtpservice.console import preview
+from smtpservice.store import served
 
 
 class DocumentViewMixin(RoleRequiredMixin):

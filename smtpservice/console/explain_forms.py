@@ -8,7 +8,7 @@ from django import forms
 from django.core.validators import validate_email
 from django.utils.translation import gettext_lazy as _
 
-from smtpservice import simulator
+from smtpservice.core import simulator
 
 NO_TLS, STARTTLS, SSL_PORT = "none", "starttls", "ssl"
 TLS_CHOICES = [

@@ -1,7 +1,7 @@
 """What the console shows about a server's SMTP service: the listener's status in plain words, and
 the inbound settings that apply with the document each one comes from.
 
-The effective settings are asked of ``smtpservice.policy`` over the snapshot the listener itself
+The effective settings are asked of ``smtpservice.core.policy`` over the snapshot the listener itself
 loads (``load_snapshot``), so the console cannot tell a different story from the listener's.
 """
 import datetime
@@ -16,10 +16,11 @@ from django.utils.translation import gettext_lazy
 
 from directory import audit
 from directory.models import ConfigurationSettings, InternetSite, Server, TLSCredentials
-from directory.views import BY_MODEL, EMPTY, Presenter
-from smtpservice import policy, served
-from smtpservice import snapshot as snapshots
+from directory.presenters import BY_MODEL, EMPTY, Presenter
+from smtpservice.core import policy
 from smtpservice.models import DirectoryRevision, ListenerStatus
+from smtpservice.store import served
+from smtpservice.store import snapshot as snapshots
 
 PORT_KINDS = {policy.TCP: gettext_lazy("TCP/IP"), policy.SSL: gettext_lazy("SSL")}
 

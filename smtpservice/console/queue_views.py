@@ -2,7 +2,7 @@
 (retry now, hold, release, delete), and the "send a test message" form.
 
 Reader sees, Editor acts. Queue actions are not directory changes, so they leave no audit entry:
-they are logged with ``smtpservice.outbound`` and in the message's attempt log.
+they are logged with ``smtpservice.core.outbound`` and in the message's attempt log.
 """
 from django.contrib import messages
 from django.db.models import Q
@@ -12,13 +12,14 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from django.views.generic import DetailView, FormView, ListView, TemplateView
 
-from adminconsole import roles
-from adminconsole.permissions import RoleRequiredMixin
+from directory import roles
 from directory.models import Server
-from smtpservice import outbound, policy, storage
+from directory.permissions import RoleRequiredMixin
+from smtpservice.console.queue_forms import QueueFilterForm, TestMessageForm
+from smtpservice.core import outbound, policy
 from smtpservice.models import QueuedRecipient, ReceivedMessage
-from smtpservice.queue_forms import QueueFilterForm, TestMessageForm
-from smtpservice.router import ACTIONS, apply_action, store
+from smtpservice.store import storage
+from smtpservice.store.queue import ACTIONS, apply_action, store
 
 PAGE_SIZE = 50
 REFRESH_SECONDS = 3

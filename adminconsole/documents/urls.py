@@ -2,7 +2,8 @@
 ``directory:<model_name>-list|detail|create|update|delete|history|compare|restore``."""
 from django.urls import path
 
-from directory import history_views, views
+from adminconsole.documents import history_views, views
+from directory.presenters import DOCUMENT_TYPES
 
 app_name = "directory"
 
@@ -26,7 +27,7 @@ def document_urls(document_type):
 
 
 urlpatterns = [
-    url for document_type in views.DOCUMENT_TYPES for url in document_urls(document_type)
+    url for document_type in DOCUMENT_TYPES for url in document_urls(document_type)
 ] + [
     path("servers/<int:pk>/generate-certificate/", views.GenerateCertificateView.as_view(), name="server-generate-certificate"),
     path("deleted/", history_views.DeletedListView.as_view(), name="deleted-list"),

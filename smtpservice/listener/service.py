@@ -1,7 +1,7 @@
 """The SMTP listener of one Server document, on aiosmtpd, obeying the directory live.
 
 aiosmtpd's ``SMTP`` is the protocol state machine; ``DominoSMTP`` overrides the commands whose answer
-depends on our settings and asks ``smtpservice.policy`` for every decision, so the listener never
+depends on our settings and asks ``smtpservice.core.policy`` for every decision, so the listener never
 decides anything itself. ``ListenerService`` owns the ports: it keeps an immutable settings snapshot,
 checks the directory's revision a few times a second (one cheap query, never per connection),
 rebinds ports whose number or status changed without touching sessions in progress, reports bind
@@ -18,7 +18,6 @@ import base64
 import binascii
 import collections
 import contextlib
-import email.utils
 import functools
 import logging
 import os
@@ -29,15 +28,23 @@ import uuid
 from asyncio import sslproto
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from email.parser import BytesHeaderParser
 
 from aiosmtpd.smtp import SMTP, syntax
 from asgiref.sync import sync_to_async
 from django.db import InterfaceError, OperationalError
 from django.utils.translation import gettext as _
 
-from smtpservice import policy, storage
-from smtpservice.tlscontext import server_context
+from smtpservice.core import policy
+from smtpservice.core.message import (
+    BARE_LINE_END,
+    content_problem,
+    message_headers,
+    received_header,
+    refusal,
+    sanitize_header_text,
+)
+from smtpservice.listener.tlscontext import server_context
+from smtpservice.store import storage
 
 log = logging.getLogger("smtpservice.listener")
 
@@ -106,9 +113,6 @@ AIOSMTPD_REPLACEMENTS = {
     "500 Error: bad syntax": "500 5.5.2 Error: bad syntax",
 }
 SIZE_PARAMETER = re.compile(r"\bSIZE=(\d+)\b", re.IGNORECASE)
-BARE_LINE_END = re.compile(rb"\r(?!\n)|(?<!\r)\n")
-"""A CR not followed by LF, or an LF not preceded by CR: not a line end (RFC 5321 s 2.3.8)."""
-RECEIVED_HEADER = re.compile(rb"^received[ \t]*:", re.IGNORECASE | re.MULTILINE)
 HTTP_VERBS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "CONNECT", "PATCH", "TRACE"})
 """A web client or proxy probe on the SMTP port: the session is closed at once (Postfix: smtpd_forbidden_commands)."""
 JUNK_COMMANDS = frozenset({"NOOP", "RSET", "VRFY", "HELP", "HELO", "EHLO"})
@@ -129,21 +133,12 @@ AUTH_LINE_TOO_LONG = (500, "5.5.6 Authentication Exchange line is too long")
 AUTH_ABORTED = (501, "5.7.0 Authentication aborted")
 """RFC 4954 s 4: the client answered a challenge with "*"."""
 BARE_LINE_END_IN_COMMAND = (500, "5.5.2 Bare CR or LF in command line")
-BARE_LINE_END_IN_DATA = (554, "5.6.0 Message contains a bare CR or LF; lines must end with CR LF")
-"""RFC 5321 s 2.3.8; the SMTP smuggling family of 2023 relies on servers that accept them."""
-TOO_MANY_HOPS = (554, "5.4.6 Too many hops")
-"""RFC 5321 s 6.3 (mail loop); RFC 3463 X.4.6 routing loop detected."""
 LOCAL_ERROR = "451 4.3.0 Local error in processing"
 
 
 def reply(pair):
     code, text = pair
     return f"{code} {text}"
-
-
-def refusal(pair, rule, detail):
-    """A refusal of the listener's own protections, in the shape of the policy's answers (for the session log)."""
-    return policy.Decision(False, *pair, rule, detail, close=pair[0] == 421)
 
 
 class CrLfReader(asyncio.StreamReader):
@@ -217,7 +212,7 @@ class AuthThrottle:
         limits = self.limits
         if session.auth_failures >= limits.auth_failures_per_session:
             return _("%(count)s failed AUTH attempts in this session.") % {"count": session.auth_failures}
-        for key, limit in zip(self.keys(session, account), (limits.auth_failures_per_client, limits.auth_failures_per_account)):
+        for key, limit in zip(self.keys(session, account), (limits.auth_failures_per_client, limits.auth_failures_per_account), strict=False):
             count = self.count(key, now)
             if count >= limit:
                 return _("%(count)s failed AUTH attempts for %(kind)s %(value)s in the last %(window)s seconds.") % {
@@ -377,7 +372,7 @@ class DominoSMTP(SMTP):
         self._tls_protocol.connection_made(self._original_transport)
         try:
             await waiter
-        except (OSError, asyncio.TimeoutError, ConnectionError) as error:
+        except (TimeoutError, OSError, ConnectionError) as error:
             log.info("%s TLS handshake failed: %s", self.facts.client_ip, error)
             self.events.append({"command": "TLS", "rule": "tls_handshake_failed", "detail": str(error), "reply": ""})
             # asyncio tells the session nothing when a handshake fails: end it here, or it would stay
@@ -785,47 +780,6 @@ class Handler:
         return LOCAL_ERROR
 
 
-def content_problem(content, limits):
-    """The refusal of a message whose lines do not all end in CR LF, or that has looped, else None."""
-    if BARE_LINE_END.search(content):
-        return refusal(BARE_LINE_END_IN_DATA, "bare_line_end", _(
-            "The message holds a CR or LF that is not part of a CR LF line end (RFC 5321 s 2.3.8): "
-            "it could end the message early at a server it is relayed to (SMTP smuggling)."
-        ))
-    header, _blank, _body = content.partition(b"\r\n\r\n")
-    hops = len(RECEIVED_HEADER.findall(header))
-    if hops > limits.max_hops:
-        return refusal(TOO_MANY_HOPS, "max_hops", _(
-            "The message has %(hops)s Received headers, more than %(limit)s: it is looping."
-        ) % {"hops": hops, "limit": limits.max_hops})
-    return None
-
-
-def received_header(server, envelope):
-    """The trace header this server adds (RFC 5321 s 4.4), with the protocol per RFC 3848."""
-    facts = server.facts
-    protocol = "ESMTP" if server.session.extended_smtp else "SMTP"
-    if facts.tls:
-        protocol += "S"
-    if facts.authenticated_as:
-        protocol += "A"
-    recipient = f"\r\n\tfor <{envelope.rcpt_tos[0]}>" if len(envelope.rcpt_tos) == 1 else ""
-    helo = sanitize_header_text(server.helo) or "unknown"
-    return (
-        f"Received: from {helo} ([{facts.client_ip}])\r\n\tby {server.snap.host_name} with {protocol} "
-        f"id {server.session_id}{recipient};\r\n\t{email.utils.formatdate(localtime=True)}\r\n"
-    ).encode("ascii", "replace")
-
-
-def sanitize_header_text(text):
-    return "".join(ch for ch in (text or "") if 32 < ord(ch) < 127)[:200]
-
-
-def message_headers(data):
-    headers = BytesHeaderParser().parsebytes(data)
-    return str(headers.get("Subject", ""))[:500], str(headers.get("Message-ID", ""))[:500]
-
-
 class ListenerService:
     """Runs the listener of one Server document until asked to stop."""
 
@@ -1056,7 +1010,7 @@ class ListenerService:
             try:
                 await asyncio.wait_for(self.stopping.wait(), self.poll_interval)
                 break
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             try:
                 changed = await self.refresh()

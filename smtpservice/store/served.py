@@ -13,7 +13,7 @@ from django.utils.translation import gettext as _
 
 from directory.models import DocumentVersion
 from smtpservice.models import ListenerStatus
-from smtpservice.snapshot import current_revision
+from smtpservice.store.snapshot import current_revision
 
 SERVER = "server"
 
@@ -44,8 +44,8 @@ def note_heartbeat(sender, instance, **kwargs):
 
 
 def connect_signals():
-    pre_save.connect(stamp_revision, sender=DocumentVersion, dispatch_uid="smtpservice.served.stamp")
-    post_save.connect(note_heartbeat, sender=ListenerStatus, dispatch_uid="smtpservice.served.heartbeat")
+    pre_save.connect(stamp_revision, sender=DocumentVersion, dispatch_uid="smtpservice.store.served.stamp")
+    post_save.connect(note_heartbeat, sender=ListenerStatus, dispatch_uid="smtpservice.store.served.heartbeat")
 
 
 def versions_of(server_id):

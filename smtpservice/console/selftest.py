@@ -21,7 +21,7 @@ from django.utils import formats, timezone
 from django.utils.translation import gettext as _
 
 from directory import tls
-from smtpservice import policy
+from smtpservice.core import policy
 
 TIMEOUT = 5.0
 """Seconds each network step of a probe may take."""

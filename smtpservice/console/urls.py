@@ -1,7 +1,7 @@
 """URLs of the SMTP service pages, named ``smtpservice:<page>``; every page is Reader-level and read-only."""
 from django.urls import path
 
-from smtpservice import views
+from smtpservice.console import views
 
 app_name = "smtpservice"
 

@@ -11,9 +11,9 @@ from dataclasses import dataclass, replace
 from django.utils.translation import gettext as _
 
 from directory.models import ConfigurationSettings, InternetSite, Server
-from smtpservice import policy
+from smtpservice.core import policy
 from smtpservice.models import ListenerStatus
-from smtpservice.snapshot import _options, load_snapshot
+from smtpservice.store.snapshot import _options, load_snapshot
 
 BIND, UNBIND, REBIND, MOVE, UNCHANGED = "bind", "unbind", "rebind", "move", "unchanged"
 

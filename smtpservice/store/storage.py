@@ -7,14 +7,13 @@ the client gets 451: it keeps the message and tries again later (RFC 5321 s 4.2.
 """
 import datetime
 
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, connection, connections, transaction
 from django.db import close_old_connections as django_close_old_connections
-from django.db import connections
 from django.utils import timezone
 
 from directory.models import Person, Server
-from smtpservice import snapshot as snapshots
 from smtpservice.models import ListenerStatus, MailboxEntry, QueuedRecipient, ReceivedMessage, SessionLog
+from smtpservice.store import snapshot as snapshots
 
 current_revision = snapshots.current_revision
 
@@ -94,7 +93,7 @@ def session_record(server_id, session):
     return SessionLog(
         server_id=server_id,
         session_id=session.session_id,
-        started_at=datetime.datetime.fromtimestamp(session.started_at, tz=datetime.timezone.utc),
+        started_at=datetime.datetime.fromtimestamp(session.started_at, tz=datetime.UTC),
         ended_at=timezone.now(),
         client_address=(facts.client_ip or None) if facts else None,
         local_address=(facts.local_ip or None) if facts else None,

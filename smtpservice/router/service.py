@@ -35,12 +35,11 @@ from django.db import close_old_connections, connections, transaction
 from django.db.models import Case, Q, Value, When
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
 
-from smtpservice import outbound, storage
-from smtpservice import snapshot as snapshots
-from smtpservice.listener import message_headers
+from smtpservice.core import outbound
 from smtpservice.models import DeliveryAttempt, QueuedRecipient, ReceivedMessage
+from smtpservice.store import queue, storage
+from smtpservice.store import snapshot as snapshots
 
 log = logging.getLogger("smtpservice.outbound")
 
@@ -217,27 +216,6 @@ def by_code(code, reply, reason):
     """A recipient's result from a refusal: 5xx fails for good, anything else is tried again."""
     state = State.FAILED if code >= 500 else State.DEFERRED
     return Result(state, reason, reply, outbound.reply_status(code, reply[4:]))
-
-
-def store(snap, server_id, mail_from, recipients, data, origin, authenticated_as=""):
-    """Store a message made here (a test message, a report): local recipients into their mailboxes,
-    others into the relay queue. Returns (message id, addresses in a local domain without a person)."""
-    deliveries, unknown = [], []
-    for address in recipients:
-        local, person = outbound.local_person(snap, address)
-        if local and person is None:
-            unknown.append(address)
-        else:
-            deliveries.append((address, "local" if local else "relay", person.full_name if person else None))
-    if not deliveries:
-        return None, unknown
-    subject, message_id = message_headers(data)
-    message_pk = storage.store_message(server_id, {
-        "mail_from": mail_from, "deliveries": deliveries, "data": data, "subject": subject,
-        "message_id": message_id, "client_address": None, "client_helo": "", "local_port": 0,
-        "tls": False, "authenticated_as": authenticated_as, "session_id": "", "origin": origin,
-    })
-    return message_pk, unknown
 
 
 class Router:
@@ -690,50 +668,8 @@ class Router:
             log.info("message %s from <> failed for %s; no report is sent for it", message.pk, len(failures))
             return
         data = outbound.non_delivery_report(snap, message, failures, now)
-        report_pk, unknown = store(snap, self.server_id, "", [message.mail_from], data, ReceivedMessage.Origin.REPORT)
+        report_pk, unknown = queue.store(snap, self.server_id, "", [message.mail_from], data, ReceivedMessage.Origin.REPORT)
         if unknown:
             log.warning("no person has the local address %s: the report on message %s is dropped", message.mail_from, message.pk)
         else:
             log.info("non-delivery report %s on message %s sent to %s", report_pk, message.pk, message.mail_from)
-
-
-# --- console actions -----------------------------------------------------------------------------
-
-ACTIONS = ("retry", "hold", "release", "delete")
-
-
-def apply_action(message, action, actor):
-    """Retry now, hold, release or delete the queued recipients of a message; returns how many changed.
-
-    Recipients being sent right now are left alone (their session decides). Every action is logged
-    with ``smtpservice.outbound`` and in the message's attempt log.
-    """
-    now = timezone.now()
-    rows = QueuedRecipient.objects.filter(message=message).exclude(state=State.IN_FLIGHT)
-    router_held = Q(state=State.HELD, held_by=QueuedRecipient.HeldBy.ROUTER)
-    waiting = Q(state__in=[State.QUEUED, State.DEFERRED])
-    with transaction.atomic():
-        if action == "retry":
-            count = rows.filter(waiting | router_held).update(state=State.QUEUED, held_by="", next_attempt_at=now)
-        elif action == "hold":
-            count = rows.filter(waiting | router_held).update(state=State.HELD, held_by=QueuedRecipient.HeldBy.ADMIN)
-        elif action == "release":
-            count = rows.filter(state=State.HELD).update(state=State.QUEUED, held_by="", next_attempt_at=now)
-        elif action == "delete":
-            count, _deleted = rows.delete()
-        else:
-            raise ValueError(action)
-        DeliveryAttempt.objects.create(
-            message=message, ended_at=now, actor=actor, outcome=DeliveryAttempt.Outcome.ACTION,
-            detail=ACTION_LOG[action] % {"user": actor, "count": count},
-        )
-    log.info("%s: %s on message %s (%s recipients)", actor, action, message.pk, count)
-    return count
-
-
-ACTION_LOG = {
-    "retry": gettext_lazy("Retry now by %(user)s: %(count)s recipients due at once."),
-    "hold": gettext_lazy("Held by %(user)s: %(count)s recipients."),
-    "release": gettext_lazy("Released by %(user)s: %(count)s recipients due at once."),
-    "delete": gettext_lazy("Deleted from the queue by %(user)s: %(count)s recipients will not be sent."),
-}

@@ -21,7 +21,7 @@ from django.utils.translation import gettext as _
 
 from directory import names
 from directory.models import ConfigurationSettings, Document, InternetSite, Person, Server, groups_mapping
-from smtpservice import policy
+from smtpservice.core import policy
 from smtpservice.models import DirectoryRevision
 
 

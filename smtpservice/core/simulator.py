@@ -1,8 +1,8 @@
 """Policy simulator: what the listener would answer a given client, step by step, and why.
 
 Pure: ``simulate(snap, inputs)`` takes the ``SettingsSnapshot`` the listener itself loads
-(``smtpservice.snapshot.load_snapshot``) and plays the session with ``sequence.PolicySession``, the
-listener's order of questions to ``smtpservice.policy``. Each ``Step`` is one thing the client does,
+(``smtpservice.store.snapshot.load_snapshot``) and plays the session with ``sequence.PolicySession``, the
+listener's order of questions to ``smtpservice.core.policy``. Each ``Step`` is one thing the client does,
 the exact reply it gets, and checks that explain the answer: the list entry, site or document that
 decided, asked of the same policy functions. Nothing is sent and nothing is stored.
 """
@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
-from smtpservice import policy, sequence
+from smtpservice.core import policy
+from smtpservice.core import session as sequence
 
 CLIENT_NAME = "client.example.org"
 """The EHLO name the simulated client gives; the policy never looks at it."""

@@ -10,12 +10,13 @@ from django.utils.functional import cached_property
 from django.views.decorators.cache import never_cache
 from django.views.generic import TemplateView
 
-from adminconsole import roles
-from adminconsole.permissions import RoleRequiredMixin
+from directory import roles
 from directory.models import Server
-from smtpservice import selftest, simulator
-from smtpservice.explain_forms import SimulatorForm
-from smtpservice.snapshot import load_snapshot
+from directory.permissions import RoleRequiredMixin
+from smtpservice.console import selftest
+from smtpservice.console.explain_forms import SimulatorForm
+from smtpservice.core import simulator
+from smtpservice.store.snapshot import load_snapshot
 
 
 class ServerPageMixin(RoleRequiredMixin):

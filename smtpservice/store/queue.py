@@ -1,0 +1,83 @@
+"""The relay queue as the console and the router change it: store a message made here, act on a queued one.
+
+Database work shared by the router daemon and the console's queue pages, so that neither imports
+the other.
+"""
+import logging
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy
+
+from smtpservice.core import outbound
+from smtpservice.core.message import message_headers
+from smtpservice.models import DeliveryAttempt, QueuedRecipient
+from smtpservice.store import storage
+
+log = logging.getLogger("smtpservice.outbound")
+
+State = QueuedRecipient.State
+
+
+def store(snap, server_id, mail_from, recipients, data, origin, authenticated_as=""):
+    """Store a message made here (a test message, a report): local recipients into their mailboxes,
+    others into the relay queue. Returns (message id, addresses in a local domain without a person)."""
+    deliveries, unknown = [], []
+    for address in recipients:
+        local, person = outbound.local_person(snap, address)
+        if local and person is None:
+            unknown.append(address)
+        else:
+            deliveries.append((address, "local" if local else "relay", person.full_name if person else None))
+    if not deliveries:
+        return None, unknown
+    subject, message_id = message_headers(data)
+    message_pk = storage.store_message(server_id, {
+        "mail_from": mail_from, "deliveries": deliveries, "data": data, "subject": subject,
+        "message_id": message_id, "client_address": None, "client_helo": "", "local_port": 0,
+        "tls": False, "authenticated_as": authenticated_as, "session_id": "", "origin": origin,
+    })
+    return message_pk, unknown
+
+
+# --- console actions -----------------------------------------------------------------------------
+
+ACTIONS = ("retry", "hold", "release", "delete")
+
+
+def apply_action(message, action, actor):
+    """Retry now, hold, release or delete the queued recipients of a message; returns how many changed.
+
+    Recipients being sent right now are left alone (their session decides). Every action is logged
+    with ``smtpservice.core.outbound`` and in the message's attempt log.
+    """
+    now = timezone.now()
+    rows = QueuedRecipient.objects.filter(message=message).exclude(state=State.IN_FLIGHT)
+    router_held = Q(state=State.HELD, held_by=QueuedRecipient.HeldBy.ROUTER)
+    waiting = Q(state__in=[State.QUEUED, State.DEFERRED])
+    with transaction.atomic():
+        if action == "retry":
+            count = rows.filter(waiting | router_held).update(state=State.QUEUED, held_by="", next_attempt_at=now)
+        elif action == "hold":
+            count = rows.filter(waiting | router_held).update(state=State.HELD, held_by=QueuedRecipient.HeldBy.ADMIN)
+        elif action == "release":
+            count = rows.filter(state=State.HELD).update(state=State.QUEUED, held_by="", next_attempt_at=now)
+        elif action == "delete":
+            count, _deleted = rows.delete()
+        else:
+            raise ValueError(action)
+        DeliveryAttempt.objects.create(
+            message=message, ended_at=now, actor=actor, outcome=DeliveryAttempt.Outcome.ACTION,
+            detail=ACTION_LOG[action] % {"user": actor, "count": count},
+        )
+    log.info("%s: %s on message %s (%s recipients)", actor, action, message.pk, count)
+    return count
+
+
+ACTION_LOG = {
+    "retry": gettext_lazy("Retry now by %(user)s: %(count)s recipients due at once."),
+    "hold": gettext_lazy("Held by %(user)s: %(count)s recipients."),
+    "release": gettext_lazy("Released by %(user)s: %(count)s recipients due at once."),
+    "delete": gettext_lazy("Deleted from the queue by %(user)s: %(count)s recipients will not be sent."),
+}
