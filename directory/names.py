@@ -8,10 +8,12 @@ components are ``Sales/Acme``, at any depth below it; ``*`` matches every name.
 """
 from dataclasses import dataclass
 
+from directory.choices import GroupType
+
 CANONICAL_PREFIXES = ("cn=", "ou=", "o=", "c=")
 
 # Group types whose members count in access lists; Mail-only groups do not, as in Domino.
-ACCESS_GROUP_TYPES = frozenset({"multi_purpose", "acl_only"})
+ACCESS_GROUP_TYPES = frozenset({GroupType.MULTI_PURPOSE, GroupType.ACL_ONLY})
 
 
 def abbreviate(name):

@@ -16,6 +16,7 @@ from email.policy import SMTP as SMTP_POLICY
 
 from django.utils.translation import gettext as _
 
+from directory import choices
 from directory.validators import split_host_port
 from smtpservice.core import policy
 
@@ -30,7 +31,7 @@ PLAIN = "plain"
 VERIFY = "verify"
 ANY_CERTIFICATE = "any"
 
-NEGOTIATED_SSL = "negotiated_ssl"
+NEGOTIATED_SSL = choices.OutboundTcpStatus.NEGOTIATED_SSL
 HELD = "held"
 FAILED = "failed"
 

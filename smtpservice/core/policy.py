@@ -17,7 +17,7 @@ from types import MappingProxyType
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from directory import names
+from directory import choices, names
 from smtpservice.core.replies import (  # noqa: F401 (the policy's replies, named where the tests read them)
     ALREADY_AUTHENTICATED,
     AUTH_FAILED,
@@ -48,14 +48,15 @@ TCP = "tcp"
 SSL = "ssl"
 PORT_KINDS = (TCP, SSL)
 
-ENABLED = "enabled"
-DISABLED = "disabled"
-REQUIRED = "required"
-FEWER = "fewer"
-MORE = "more"
-ENFORCE_EXTERNAL = "external"
-ENFORCE_ALL = "all"
-ENFORCE_NONE = "none"
+# The documents' choices (directory.choices), by the names the policy reads them under.
+ENABLED = choices.Status.ENABLED
+DISABLED = choices.Status.DISABLED
+REQUIRED = choices.StartTlsInbound.REQUIRED
+FEWER = choices.InternetAuthentication.FEWER
+MORE = choices.InternetAuthentication.MORE
+ENFORCE_EXTERNAL = choices.AntiRelayEnforcement.EXTERNAL
+ENFORCE_ALL = choices.AntiRelayEnforcement.ALL
+ENFORCE_NONE = choices.AntiRelayEnforcement.NONE
 ANY = "*"
 
 AUTH_MECHANISMS = ("PLAIN", "LOGIN")

@@ -431,7 +431,9 @@ class SmtpSession:
         self.extended = False
         self.helo = arg
         self.transaction = Transaction()
-        self.reply("HELO", replies.HELO_OK, None, values={"host": self.snap.host_name})
+        self.reply("HELO", replies.HELO_OK, _decision(replies.HELO_OK, "helo", _(
+            "HELO greets without extensions: no AUTH, STARTTLS, SIZE or PIPELINING is offered (RFC 5321 s 4.1.1.1)."
+        ), allowed=True), values={"host": self.snap.host_name})
         return None
 
     def smtp_NOOP(self, arg: str) -> None:
@@ -903,6 +905,9 @@ class Simulation:
 
     def ehlo(self, hostname: str) -> Reply:
         return self.command(f"EHLO {hostname}")
+
+    def helo(self, hostname: str) -> Reply:
+        return self.command(f"HELO {hostname}")
 
     def starttls(self) -> Reply:
         return self.command("STARTTLS")

@@ -18,7 +18,7 @@ from smtpservice.core import session as machine
 CLIENT_NAME = "client.example.org"
 """The EHLO name the simulated client gives; the policy never looks at it."""
 
-CONNECT, EHLO, STARTTLS, AUTH, MAIL, RCPT = "CONNECT", "EHLO", "STARTTLS", "AUTH", "MAIL", "RCPT"
+CONNECT, EHLO, HELO, STARTTLS, AUTH, MAIL, RCPT = "CONNECT", "EHLO", "HELO", "STARTTLS", "AUTH", "MAIL", "RCPT"
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,8 @@ class Inputs:
     password: str | None = None
     mail_from: str = ""
     recipients: tuple = ()
+    helo: bool = False
+    """The client greets with HELO, as an old client does, instead of EHLO."""
 
 
 @dataclass(frozen=True)
@@ -223,6 +225,10 @@ def simulate(snap, inputs, verify_password=None):
 
     def ehlo():
         before = session.facts
+        if inputs.helo:
+            reply = session.helo(CLIENT_NAME)
+            steps.append(Step(HELO, _("HELO"), f"HELO {CLIENT_NAME}", reply, (_reply_check(_("HELO"), reply),)))
+            return
         reply = session.ehlo(CLIENT_NAME)
         title = _("EHLO after STARTTLS") if before.starttls_done else _("EHLO")
         steps.append(Step(EHLO, title, f"EHLO {CLIENT_NAME}", reply, tuple(_ehlo_checks(snap, before, reply))))

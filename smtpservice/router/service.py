@@ -36,6 +36,7 @@ from django.db.models import Case, Q, Value, When
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from directory.choices import RelayAuth
 from smtpservice.core import outbound
 from smtpservice.models import DeliveryAttempt, QueuedRecipient, ReceivedMessage
 from smtpservice.store import queue, storage
@@ -540,7 +541,7 @@ class Router:
         One mechanism only (CRAM-MD5, PLAIN, then LOGIN, the first offered): a server may close the
         session after a refused AUTH, and its reply is what the log must show.
         """
-        required = config.relay_auth == "required"
+        required = config.relay_auth == RelayAuth.REQUIRED
         values = {"name": config.relay_auth_name}
         offered = client.esmtp_features.get("auth", "").upper().split() if client.has_extn("auth") else []
         mechanism = next((name for name in AUTH_PREFERENCE if name in offered), None)
