@@ -194,6 +194,7 @@ class ConfigSnapshot:
     local_domains: tuple = ()
     smtp_outside_local_domain: bool = True
     relay_host: str = ""
+    relay_ca_file: str = ""
     relay_auth: str = DISABLED
     relay_auth_name: str = ""
     relay_auth_password: str = field(default="", repr=False)
