@@ -167,7 +167,11 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "static-collected"))
 # WhiteNoise reads STATIC_ROOT when the first request comes; before any `collectstatic` it is an empty folder.
-STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+# A daemon whose file system is read-only (ProtectSystem=strict) serves no static files and need not make it.
+try:
+    STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+except OSError:
+    pass
 # Bootstrap comes from the XStatic-Bootstrap package and is served locally, never from a CDN.
 STATICFILES_DIRS = [("bootstrap", xstatic.pkg.bootstrap.BASE_DIR), BASE_DIR / "static"]
 # Hashed, compressed file names that browsers may cache for ever (WhiteNoise); `collectstatic` writes them.
