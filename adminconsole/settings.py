@@ -214,7 +214,7 @@ SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", False)
 SILENCED_SYSTEM_CHECKS = ["security.W021"]
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if envbool("BEHIND_HTTPS_PROXY", False) else None
 
-# Outbound router (smtpservice.router.service, docs/outbound.md).
+# Outbound router (smtpservice.router.service, docs/design/outbound.md).
 ROUTER_MESSAGE_LIFETIME_HOURS = envint("ROUTER_MESSAGE_LIFETIME_HOURS", 120)
 ROUTER_RETRY_SECONDS = envint("ROUTER_RETRY_SECONDS", 300)
 ROUTER_RETRY_MAX_SECONDS = envint("ROUTER_RETRY_MAX_SECONDS", 4 * 60 * 60)

@@ -3,7 +3,7 @@ when to try again, and what the sender is told when it cannot go.
 
 Pure functions over the immutable settings snapshot (``smtpservice.store.snapshot``), like
 ``smtpservice.core.policy`` for the listener: no sockets, no database, so tables of cases test them. The
-router (``smtpservice.router.service``) asks them and speaks SMTP. ``docs/outbound.md`` lists the rules.
+router (``smtpservice.router.service``) asks them and speaks SMTP. ``docs/design/outbound.md`` lists the rules.
 """
 import email.utils
 import re
