@@ -7,6 +7,7 @@ import shlex
 from dataclasses import dataclass, field
 
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from smtpservice.console.presenters import NOTICE, OK, PROBLEM, when
 from smtpservice.models import QueuedRecipient, RouterStatus
@@ -66,7 +67,9 @@ def router_report(server) -> RouterReport:
     behind = tuple(status for status in running if status.revision < current)
     if running:
         level = NOTICE if behind else OK
-        headline = _("Router running: %(count)s process(es), %(where)s") % {
+        headline = ngettext(
+            "Router running: %(count)s process, %(where)s", "Router running: %(count)s processes, %(where)s", len(running),
+        ) % {
             "count": len(running), "where": ", ".join(f"{status.pid} on {status.host or '?'}" for status in running),
         }
     elif latest is not None:

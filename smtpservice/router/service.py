@@ -210,9 +210,12 @@ def client_context(destination):
     try:
         return ssl.create_default_context(cafile=destination.ca_file or None)
     except (OSError, ValueError) as error:
-        raise DeliveryError(_("The CA bundle %(path)s of %(where)s cannot be read: %(error)s") % {
+        if destination.kind == outbound.RELAY:
+            unreadable = _("The CA bundle %(path)s of the relay host cannot be read: %(error)s")
+        else:
+            unreadable = _("The CA bundle %(path)s of the route cannot be read: %(error)s")
+        raise DeliveryError(unreadable % {
             "path": destination.ca_file, "error": error,
-            "where": _("the relay host") if destination.kind == outbound.RELAY else _("the route"),
         }) from None
 
 

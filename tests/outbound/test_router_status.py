@@ -41,7 +41,7 @@ def test_a_running_router_shows_its_last_pass_and_last_error(client, reader, alp
     make_router(alpha).run_once()
     text = panel(client, reader, alpha)
 
-    assert re.search(r"Router running: 1 process\(es\), \d+ on \S+", text)
+    assert re.search(r"Router running: 1 process, \d+ on \S+", text)
     assert "Router settings current" in text
     assert "deferred 1" in text
     assert re.search(r"Last pass over the queue .+? \(0.minutes ago\)", text)
