@@ -1,9 +1,11 @@
 """The listener's event lines (smtpservice.listener.events) as fail2ban reads them: exactly one match
 per failed AUTH, none for the end of the same session, and a crafted login cannot name another address."""
+import base64
 import json
 import logging
 import re
 import shutil
+import smtplib
 import subprocess
 
 import pytest
@@ -93,3 +95,20 @@ def test_json_format_has_the_same_fields():
         "level": "WARNING", "logger": "smtpservice.listener.events", "event": "auth_failed",
         "client": ATTACKER, "port": 465, "login": "jane", "rule": "wrong_password",
     }
+
+
+@pytest.mark.xfail(strict=True, reason="listener wiring pending")
+@pytest.mark.django_db(transaction=True)
+def test_a_real_failed_auth_gives_one_match_and_its_session_end_none(event_log, make_server, configuration, jane, run_listener):
+    server = make_server(smtp_inbound_tcp_auth_name_password=True)
+    listener = run_listener(server)
+    client = smtplib.SMTP("127.0.0.1", server.smtp_inbound_tcp_port, timeout=10)
+    client.ehlo()
+    code, _reply = client.docmd("AUTH", "PLAIN " + base64.b64encode(b"\0jane@acme.test\0not her password").decode())
+    assert code == 535
+    client.close()
+    listener.stop()
+
+    lines = event_log.read_text().splitlines()
+    assert [line.split(": ", 1)[1].split(" ", 1)[0] for line in lines] == ["event=auth_failed", "event=session_end"]
+    assert fail2ban(event_log) == {"127.0.0.1": 1}
