@@ -18,15 +18,18 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 PASSWORD = "gunicorn-pass-1234"
 
 
-@pytest.fixture
-def gunicorn(tmp_path, settings):
-    """gunicorn with deploy/gunicorn.conf.py on a free port, after `collectstatic`, as the unit file runs it."""
-    settings.PASSWORD_HASHERS = global_settings.PASSWORD_HASHERS  # the server process checks real hashes
+@pytest.fixture(scope="module")
+def gunicorn(tmp_path_factory, django_db_setup):
+    """gunicorn with deploy/gunicorn.conf.py on a free port, after `collectstatic`, as the unit file runs it.
+
+    One server for the module: each test makes its own users in the test database it reads.
+    """
+    folder = tmp_path_factory.mktemp("gunicorn")
     port = free_port()
-    env = production_env(STATIC_ROOT=str(tmp_path / "static"), CONSOLE_BIND=f"127.0.0.1:{port}", CONSOLE_WORKERS="2")
+    env = production_env(STATIC_ROOT=str(folder / "static"), CONSOLE_BIND=f"127.0.0.1:{port}", CONSOLE_WORKERS="2")
     collected = manage("collectstatic", "--noinput", "-v", "0", env=env)
     assert collected.returncode == 0, collected.stderr
-    log = tmp_path / "gunicorn.log"
+    log = folder / "gunicorn.log"
     with open(log, "wb") as output:
         process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py"],
                                    cwd=BASE_DIR, env=env, stdout=output, stderr=subprocess.STDOUT)
@@ -35,6 +38,12 @@ def gunicorn(tmp_path, settings):
         yield f"http://127.0.0.1:{port}", log
     finally:
         stop(process)
+
+
+@pytest.fixture(autouse=True)
+def _real_password_hashes(settings):
+    """The server process checks passwords with the production hashers."""
+    settings.PASSWORD_HASHERS = global_settings.PASSWORD_HASHERS
 
 
 def log_in(page, url, username):
