@@ -145,9 +145,9 @@ class TracingSMTPSSL(TracingSMTP, smtplib.SMTP_SSL):
 
 
 def resolve_mx(domain, shuffle=random_module.shuffle):
-    """The hosts to try for ``domain``, best MX preference first (equal preferences in random order); the domain itself when it has no MX
-    but an address (RFC 5321 s 5.1); a permanent error for a domain that does not exist or has a
-    null MX (RFC 7505)."""
+    """The hosts to try for ``domain``, best MX preference first and equal preferences in random order; the
+    domain itself when it has no MX but an address (RFC 5321 s 5.1); a permanent error for a domain that
+    does not exist or has a null MX (RFC 7505)."""
     resolver = dns.resolver.Resolver()
     resolver.lifetime = DNS_TIMEOUT
     values = {"domain": domain}
@@ -655,7 +655,7 @@ class Router:
         """Write one attempt and each recipient's new state in one transaction; report failures to the sender."""
         now = self.clock()
         expires = message.received_at + self.lifetime
-        failures, outcomes, recipients = [], set(), []
+        failures, outcomes, recipients, counted = [], set(), [], []
         jitter = self.random()  # one draw per message: its recipients stay together for the next try
         with transaction.atomic():
             for row in rows:
@@ -684,10 +684,7 @@ class Router:
                     log.warning("recipient %s of message %s was taken back by another router", row.recipient, message.pk)
                     continue
                 outcomes.add(result.state)
-                metrics.delivery(result.state, max(0.0, (now - (attempt.started or now)).total_seconds()),
-                                 fields["attempts"], final=result.state in (State.DELIVERED, State.FAILED))
-                if result.state != State.DELIVERED:
-                    self.note_error(result.reason)
+                counted.append((result, fields["attempts"]))
                 recipients.append({"recipient": row.recipient, "result": result.state, "reply": result.reply or result.reason})
                 if result.state == State.FAILED:
                     failures.append(outbound.Failure(
@@ -704,6 +701,11 @@ class Router:
             )
             if failures:
                 self.report(snap, message, failures, now)
+        seconds = max(0.0, (now - (attempt.started or now)).total_seconds())
+        for result, attempts in counted:  # once committed: a rolled-back attempt is not counted
+            metrics.delivery(result.state, seconds, attempts, final=result.state in (State.DELIVERED, State.FAILED))
+            if result.state != State.DELIVERED:
+                self.note_error(result.reason)
         for entry in recipients:
             log.info("message %s to %s via %s: %s (%s)", message.pk, entry["recipient"], attempt.destination or "-",
                      entry["result"], entry["reply"])
