@@ -4,7 +4,10 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.outbound.conftest import database_url
 
@@ -45,3 +48,13 @@ def stop(process: subprocess.Popen) -> None:
 
 def manage(*args: str, env: dict) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "manage.py", *args], cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=120)
+
+
+def scrape(port: int) -> dict:
+    """{(sample name, sorted labels): value} of one scrape of http://127.0.0.1:port/metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text) for sample in family.samples
+    }

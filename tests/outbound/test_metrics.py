@@ -3,27 +3,16 @@ refused message; and several processes summed in one scrape (multiprocess mode).
 import os
 import subprocess
 import sys
-import urllib.request
 
 import pytest
 from aiosmtpd.controller import Controller
-from prometheus_client.parser import text_string_to_metric_families
 
 from smtpservice.models import QueuedRecipient
+from tests.deploy.conftest import scrape
 from tests.outbound.conftest import ALPHA, BASE_DIR, Sink, change, queue_at
 from tests.smtpservice.conftest import free_port, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def scrape(port: int) -> dict:
-    """{(sample name, sorted labels): value} of one scrape of http://127.0.0.1:port/metrics."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text) for sample in family.samples
-    }
 
 
 class RefusingSink(Sink):

@@ -6,8 +6,7 @@ import sys
 
 import pytest
 
-from tests.deploy.conftest import BASE_DIR, production_env, stop, wait_for_port
-from tests.outbound.test_metrics import scrape
+from tests.deploy.conftest import BASE_DIR, production_env, scrape, stop, wait_for_port
 from tests.smtpservice.conftest import free_port, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -3,7 +3,7 @@ labels by Prometheus conventions, a refusal counted with its rule."""
 import pytest
 
 from smtpservice import metrics
-from tests.outbound.test_metrics import scrape
+from tests.deploy.conftest import scrape
 from tests.smtpservice.conftest import free_port
 
 
