@@ -50,4 +50,4 @@ def test_only_the_listener_may_bind_ports_below_1024():
     assert listener["AmbientCapabilities"] == listener["CapabilityBoundingSet"] == "CAP_NET_BIND_SERVICE"
     assert "AmbientCapabilities" not in router and router["CapabilityBoundingSet"] == ""
     assert "AmbientCapabilities" not in console and console["CapabilityBoundingSet"] == ""
-    assert "runsmtp --server %I" in listener["ExecStart"]
+    assert 'runsmtp --server "%I"' in listener["ExecStart"]
