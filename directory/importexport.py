@@ -277,7 +277,7 @@ SERVERS = DocumentType("servers", models.Server, (
 CONFIGURATIONS = DocumentType("configurations", models.ConfigurationSettings, (
     *keys(
         server=ServerOrDefault("servers"), local_domains=LINES, smtp_outside_local_domain=BOOLEAN, relay_host=TEXT,
-        relay_auth=TEXT, relay_auth_name=TEXT,
+        relay_ca_file=TEXT, relay_auth=TEXT, relay_auth_name=TEXT,
     ),
     Key(("relay_auth_password",), TEXT, secret=True, on_form=False),
     *keys(

@@ -414,6 +414,11 @@ class ConfigurationSettings(Document):
         validators=[validators.validate_host_port],
         help_text=_("host or host:port. Blank: deliver by SMTP connection routes, then MX records."),
     )
+    relay_ca_file = models.CharField(
+        _("CA bundle of the relay host"), max_length=500, blank=True, validators=[validators.validate_ca_file],
+        help_text=_("Absolute path of a CA bundle on the router's host, trusted for the relay host's certificate. "
+                    "Blank: the system trust store."),
+    )
     relay_auth = models.CharField(
         _("Use authentication when sending to the relay host"), max_length=10, choices=RelayAuth.choices, default=RelayAuth.DISABLED,
         help_text=_("Required: never send without AUTH. Enabled: fall back to no authentication."),

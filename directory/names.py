@@ -3,7 +3,7 @@
 Pure functions, free of the ORM, so the listener's policy and the console share them and a table
 of cases can test them. Names compare without regard to case, as in Domino.
 
-*Decision* (docs/decisions.md): a wildcard entry ``*/Sales/Acme`` matches every name whose trailing
+*Decision* (docs/design/decisions.md): a wildcard entry ``*/Sales/Acme`` matches every name whose trailing
 components are ``Sales/Acme``, at any depth below it; ``*`` matches every name.
 """
 from dataclasses import dataclass

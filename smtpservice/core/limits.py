@@ -1,4 +1,4 @@
-"""What one client may cost the listener, whatever the documents say (docs/security.md).
+"""What one client may cost the listener, whatever the documents say (docs/design/security.md).
 
 Read by the session machine (line lengths, junk commands, hops, AUTH attempts in a session) and by
 the listener (sessions, time limits, the AUTH throttle). Tests pass smaller ones.
@@ -17,7 +17,7 @@ TLS_HANDSHAKE_TIMEOUT = 10.0
 
 @dataclass(frozen=True)
 class Limits:
-    """What one client may cost the listener; the numbers and where they come from are in docs/security.md.
+    """What one client may cost the listener; the numbers and where they come from are in docs/design/security.md.
 
     Not directory settings: they protect the process, whatever the documents say. Tests pass smaller ones.
     """

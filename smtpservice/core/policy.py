@@ -4,7 +4,7 @@ Pure functions over an immutable ``SettingsSnapshot`` (built from the directory 
 ``smtpservice.store.snapshot``), so the aiosmtpd handler and the console's policy simulator ask the same
 questions and get the same answers. Each answer carries the exact SMTP reply the client gets and a
 plain explanation naming the document, option or list entry that decided. No sockets, no database;
-``docs/policy.md`` lists every rule and our decisions where the spec is silent.
+``docs/design/policy.md`` lists every rule and our decisions where the spec is silent.
 
 Conventions: an allowed ``Decision`` has ``code`` None (the protocol layer gives its usual positive
 reply) unless the policy composes that reply itself (VRFY); a refused one has the reply to send, and
@@ -192,6 +192,7 @@ class ConfigSnapshot:
     local_domains: tuple = ()
     smtp_outside_local_domain: bool = True
     relay_host: str = ""
+    relay_ca_file: str = ""
     relay_auth: str = DISABLED
     relay_auth_name: str = ""
     relay_auth_password: str = field(default="", repr=False)
@@ -936,7 +937,7 @@ def mail_from_allowed(snap, facts, declared_size=None, sender=None):
 
 
 def relay_allowed(snap, facts, domain):
-    """Anti-relay enforcement for mail to a domain that is not local (spec 3.7; order in docs/policy.md)."""
+    """Anti-relay enforcement for mail to a domain that is not local (spec 3.7; order in docs/design/policy.md)."""
     config, who = snap.config, _client(facts)
     values = {"who": who, "domain": domain}
     if config.anti_relay_enforcement == ENFORCE_NONE:

@@ -129,7 +129,7 @@ TLS_NOT_AVAILABLE = Reply(454, "4.7.0 TLS not available due to temporary reason"
 CANNOT_VRFY = Reply(252, "2.1.5 Cannot VRFY user, but will accept message and attempt delivery", "RFC 5321 s 3.5.3")
 VRFY_FOUND = Reply(250, "2.1.5 {name} <{address}>", "RFC 5321 s 3.5.3")
 
-# --- The listener's own protections (docs/security.md) -----------------------------------------------
+# --- The listener's own protections (docs/design/security.md) -----------------------------------------------
 
 SENDER_NOT_OWNED = Reply(553, "5.7.1 Sender address rejected: not owned by the authenticated user", "RFC 6409 s 6.1; Postfix's 553")
 TOO_MANY_SESSIONS = Reply(421, "4.3.2 Too many connections, try again later", "RFC 5321 s 3.8; RFC 3463 X.3.2")

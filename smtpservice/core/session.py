@@ -156,6 +156,8 @@ class SmtpSession:
         self.pending_login = ""
         self.after_wait = COMMAND
         self.last_decision: policy.Decision | None = None
+        self.tally: list[tuple[int, str]] = []
+        """(code, rule) of each reply written since the adapter last drained it: what the metrics count."""
 
     # --- the adapter's side ---------------------------------------------------------------------
 
@@ -265,7 +267,8 @@ class SmtpSession:
 
     # --- replies ----------------------------------------------------------------------------------
 
-    def write(self, code: int, text: str) -> None:
+    def write(self, code: int, text: str, rule: str = "") -> None:
+        self.tally.append((code, rule))
         lines = text.split("\n")
         for line in lines[:-1]:
             self.outbox += f"{code}-{line}\r\n".encode("utf-8", "replace")
@@ -286,18 +289,18 @@ class SmtpSession:
                 if record and decision is not None:
                     self.record(command, decision, f"{code} {text}")
                 self.record("ERROR", limit)
-                self.write(limit.code, limit.text)
+                self.write(limit.code, limit.text, limit.rule)
                 self.phase = CLOSED
                 return
         if record and decision is not None:
             self.record(command, decision, f"{code} {text.partition(chr(10))[0]}")
-        self.write(code, text)
+        self.write(code, text, decision.rule if decision is not None else "")
         if closes:
             self.phase = CLOSED
 
     def refuse_and_close(self, command: str, reply: replies.Reply, rule: str, detail: str) -> None:
         self.record(command, _decision(reply, rule, detail, close=True))
-        self.write(*reply)
+        self.write(*reply, rule)
         self.phase = CLOSED
 
     def record(self, command: str, decision: policy.Decision, reply_text: str | None = None) -> None:
@@ -316,10 +319,10 @@ class SmtpSession:
             # The refused greeting replaces the 220 and is not counted as an error (spec 3.3).
             self.refusal = greeting
             self.record("CONNECT", greeting)
-            self.write(greeting.code, greeting.text)
+            self.write(greeting.code, greeting.text, greeting.rule)
         else:
             self.record("CONNECT", greeting, "220")
-            self.write(replies.GREETING.code, replies.GREETING.text.format(host=self.snap.host_name))
+            self.write(replies.GREETING.code, replies.GREETING.text.format(host=self.snap.host_name), greeting.rule)
         return self.run()
 
     # --- reading ------------------------------------------------------------------------------------
@@ -448,7 +451,7 @@ class SmtpSession:
 
     def smtp_QUIT(self, arg: str) -> Close:
         self.record("QUIT", _decision(replies.CLOSING, "quit", _("The client ends the session."), allowed=True))
-        self.write(*replies.CLOSING)
+        self.write(*replies.CLOSING, "quit")
         self.phase = CLOSED
         return CLOSE
 
@@ -535,7 +538,7 @@ class SmtpSession:
         return None
 
     def challenge(self, prompt: str, then: Callable) -> None:
-        self.write(334, base64.b64encode(prompt.encode("ascii")).decode("ascii"))
+        self.write(replies.CHALLENGE.code, base64.b64encode(prompt.encode("ascii")).decode("ascii"), "auth_challenge")
         self.sasl = then
         self.phase = SASL
         return None
@@ -694,7 +697,7 @@ class SmtpSession:
             return None
         if arg:
             return self.syntax_error("DATA")
-        self.write(*replies.START_DATA)
+        self.write(*replies.START_DATA, "data")
         self.phase = DATA
         self.message = bytearray()
         self.message_too_long_line = False

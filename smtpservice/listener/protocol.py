@@ -18,8 +18,10 @@ from typing import TYPE_CHECKING
 
 from django.utils.translation import gettext as _
 
+from smtpservice import metrics
 from smtpservice.core import policy, replies
-from smtpservice.core.session import CheckCredentials, Close, SmtpSession, StartTls
+from smtpservice.core.session import CheckCredentials, CheckFailed, Close, SmtpSession, StartTls
+from smtpservice.listener import events
 
 if TYPE_CHECKING:
     from smtpservice.listener.service import ListenerService
@@ -50,11 +52,13 @@ class SmtpProtocol(asyncio.Protocol):
         self.transport = transport
         local = transport.get_extra_info("sockname") or ("", 0)
         peer = transport.get_extra_info("peername") or ("", 0)
+        metrics.connection_opened(local[1])
         refused = self.service.admission(peer[0])
         if refused is not None:
             # On the SSL port a clear-text reply means nothing to the client, and a handshake is what a flood costs.
             if self.port_kind == policy.TCP:
                 transport.write(f"{refused.line()}\r\n".encode("ascii"))
+                metrics.reply(refused.code, "session_limit")
             transport.close()
             self.finished = True
             return
@@ -96,6 +100,9 @@ class SmtpProtocol(asyncio.Protocol):
         """Write the machine's replies in one write, then carry out its effect."""
         session = self.session
         out = session.take()
+        for code, rule in session.tally:
+            metrics.reply(code, rule)
+        session.tally.clear()
         transport = self.transport
         if out and transport is not None:
             transport.write(out)
@@ -118,7 +125,9 @@ class SmtpProtocol(asyncio.Protocol):
         if isinstance(effect, StartTls):
             following = await self.start_tls(session)
         elif isinstance(effect, CheckCredentials):
-            following = self.guarded(session.credentials_done, await self.service.check_credentials(self, effect))
+            outcome = await self.service.check_credentials(self, effect)
+            self.count_auth(effect.login, outcome)
+            following = self.guarded(session.credentials_done, outcome)
         else:
             self.storing = True
             try:
@@ -133,6 +142,17 @@ class SmtpProtocol(asyncio.Protocol):
         if not session.closed:
             self.transport.resume_reading()
         self.apply(following)
+
+    def count_auth(self, login: str, outcome: object) -> None:
+        """One metric per AUTH checked, and one log line per failure (what fail2ban counts)."""
+        if isinstance(outcome, CheckFailed):
+            return
+        succeeded = isinstance(outcome, policy.Decision) and outcome.allowed
+        metrics.auth(succeeded)
+        if not succeeded:
+            rule = outcome.rule if isinstance(outcome, policy.Decision) else "auth_throttled"
+            facts = self.session.facts
+            events.auth_failed(facts.client_ip, facts.local_port, login, rule)
 
     async def start_tls(self, session: SmtpSession) -> object | None:
         """TLS on this connection, with a bounded handshake; the session ends, unanswered, if it fails."""

@@ -9,7 +9,7 @@ hashing in a thread pool, the durable store in the one ORM thread. The event loo
 either.
 
 The listener also protects itself, whatever the documents say (``core.limits.Limits``;
-docs/security.md): connections past the session limits are refused before a session is built (or,
+docs/design/security.md): connections past the session limits are refused before a session is built (or,
 at the global limit, the longest-idle session makes room), AUTH failures are slowed then stopped,
 sessions and DATA have time limits, and a locked or failing database gets the client a 451, never a
 250.
@@ -27,10 +27,12 @@ from asgiref.sync import sync_to_async
 from django.db import InterfaceError, OperationalError
 from django.utils.translation import gettext as _
 
+from smtpservice import metrics
 from smtpservice.core import policy, replies
 from smtpservice.core.limits import Limits
 from smtpservice.core.message import message_headers
 from smtpservice.core.session import CheckCredentials, CheckFailed, Envelope, Throttled
+from smtpservice.listener import events
 from smtpservice.listener.protocol import SmtpProtocol
 from smtpservice.listener.throttle import AuthThrottle
 from smtpservice.listener.tlscontext import server_context
@@ -118,6 +120,7 @@ class ListenerService:
         session = protocol.session
         subject, message_id = message_headers(envelope.data)
         facts = session.facts
+        began = time.monotonic()
         try:
             stored = await sync_to_async(self.store_now, thread_sensitive=True)({
                 "mail_from": envelope.mail_from,
@@ -138,6 +141,7 @@ class ListenerService:
             else:
                 log.exception("%s storing a message failed", facts.client_ip)
             return None, _("Storing the message failed.")
+        metrics.message_stored(len(envelope.data), time.monotonic() - began)
         return stored, ""
 
     def store_now(self, fields):
@@ -194,6 +198,7 @@ class ListenerService:
     def session_opened(self, protocol: SmtpProtocol) -> None:
         self.sessions.add(protocol)
         self.sessions_per_client[protocol.session.facts.client_ip] += 1
+        metrics.session_opened(protocol.session.facts.local_port)
 
     def session_closed(self, protocol: SmtpProtocol) -> None:
         if protocol in self.sessions:
@@ -202,7 +207,10 @@ class ListenerService:
             self.sessions_per_client[client] -= 1
             if self.sessions_per_client[client] <= 0:
                 del self.sessions_per_client[client]
-            self.finished_sessions.append(storage.session_record(self.server_id, protocol.session))
+            metrics.session_closed(protocol.session.facts.local_port)
+            record = storage.session_record(self.server_id, protocol.session)
+            events.session_ended(record)
+            self.finished_sessions.append(record)
 
     async def watch_sessions(self):
         """Close sessions past their lifetime or under the minimum data rate; forget old AUTH failures."""
@@ -229,6 +237,7 @@ class ListenerService:
             return False
         snapshot, server_id = await self.db(storage.load, self.server_name)
         self.tls_contexts = self.build_tls_contexts(snapshot)
+        metrics.settings_loaded(snapshot.revision, reload=self.snapshot is not None)
         self.snapshot, self.server_id = snapshot, server_id
         log.info("settings revision %s loaded for %s", snapshot.revision, self.server_name)
         return True
@@ -282,6 +291,7 @@ class ListenerService:
             except OSError as error:
                 if self.bind_errors.get(key) != str(error):
                     log.error("cannot bind %s port %s on %s: %s", kind, port, address or "*", error)
+                    metrics.bind_failed(port)
                 self.bind_errors[key] = error.strerror or str(error)
             else:
                 self.bind_errors.pop(key, None)

@@ -6,7 +6,7 @@ revision its change produced (the revision is bumped in the same transaction, be
 stored). So the version a listener serves is the newest version of its Server document stamped at
 or below the revision it reports. When a heartbeat reports every configured port bound, that version
 is marked ``bound_at``: it is a version the console can offer to go back to when a later change makes
-a port fail to bind. ``docs/history.md`` explains the design.
+a port fail to bind. ``docs/design/history.md`` explains the design.
 """
 from django.db.models.signals import post_save, pre_save
 from django.utils.translation import gettext as _

@@ -327,7 +327,7 @@ def test_site_not_enabled_greeting_reaches_aiosmtplib(make_server, configuration
 
 
 def test_without_internet_sites_a_port_without_method_greets_and_refuses_mail_from(make_server, configuration, run_listener):
-    """Internet Sites disabled: the site rule does not apply; the client learns at MAIL FROM (docs/policy.md)."""
+    """Internet Sites disabled: the site rule does not apply; the client learns at MAIL FROM (docs/design/policy.md)."""
     server = make_server(smtp_inbound_tcp_auth_name_password=False, smtp_inbound_tcp_auth_anonymous=False)
     run_listener(server)
     with connect(server.smtp_inbound_tcp_port) as client:

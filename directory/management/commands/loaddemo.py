@@ -11,6 +11,8 @@ from directory import audit, forms, models, tls, validators
 DEMO_SERVER = "mail1/Acme"
 DEMO_DOMAIN = "acme.test"
 DEMO_PERSON = "Jane Doe/Sales/Acme"
+DEMO_INTERNET_PASSWORD = "demo-password"
+"""Fixed, not random: the demo is for trying things out, and an SMTP client's settings should survive a restart."""
 
 
 def this_host_name():
@@ -34,6 +36,9 @@ class Command(BaseCommand):
         if created:
             self.stdout.write(f"Demo directory created: server {DEMO_SERVER}, person {DEMO_PERSON} <jane@{DEMO_DOMAIN}>.")
         self.stdout.write(f"Console admin: {options['username']}  password: {password}")
+        person = models.Person.objects.filter(full_name=DEMO_PERSON).first()
+        if person is not None and person.check_internet_password(DEMO_INTERNET_PASSWORD):
+            self.stdout.write(f"Demo person for SMTP AUTH: {person.internet_address}  Internet password: {DEMO_INTERNET_PASSWORD}")
 
     def save(self, model, data, instance=None):
         form = forms.FORMS[model](data=data, instance=instance)
@@ -66,7 +71,7 @@ class Command(BaseCommand):
         })
         self.save(models.Person, {
             "full_name": DEMO_PERSON, "first_name": "Jane", "last_name": "Doe", "short_name": "jdoe",
-            "internet_address": f"jane@{DEMO_DOMAIN}", "internet_password": "demo-password",
+            "internet_address": f"jane@{DEMO_DOMAIN}", "internet_password": DEMO_INTERNET_PASSWORD,
         })
         self.save(models.Group, {"name": "Mail Admins", "group_type": models.GroupType.MULTI_PURPOSE, "members": [DEMO_PERSON, "*/Sales/Acme"]})
         return True

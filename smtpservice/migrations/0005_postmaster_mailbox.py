@@ -7,8 +7,8 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('directory', '0003_configuration_administrators'),
-        ('smtpservice', '0003_outbound_delivery'),
+        ('directory', '0004_configuration_administrators'),
+        ('smtpservice', '0004_routerstatus'),
     ]
 
     operations = [
