@@ -1,7 +1,7 @@
 """SMTP policy of the inbound listener: which site applies, who may connect, authenticate, send and relay.
 
 Pure functions over an immutable ``SettingsSnapshot`` (built from the directory by
-``smtpservice.store.snapshot``), so the aiosmtpd handler and the console's policy simulator ask the same
+``smtpservice.store.snapshot``), so the listener's session machine and the console's policy simulator ask the same
 questions and get the same answers. Each answer carries the exact SMTP reply the client gets and a
 plain explanation naming the document, option or list entry that decided. No sockets, no database;
 ``docs/design/policy.md`` lists every rule and our decisions where the spec is silent.
