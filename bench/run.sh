@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Benchmark our listener against a bare aiosmtpd sink with the shared harness (../shared/bench).
-# Usage: bench/run.sh [smtp_bench.sh options], e.g. bench/run.sh -n 3 -m 2000 -S newconn20,reuse20
-# Runs on a throw-away SQLite directory under /tmp; every message is really stored (jane@acme.test).
+# Throughput of our listener against a bare aiosmtpd that discards, with the shared harness, in one
+# interleaved run; then checks that every message the harness got a 250 for was stored, and prints
+# the ratios. Usage: bench/run.sh [smtp_bench.sh options], e.g.
+#   bench/run.sh -n 3 -m 2000 -S newconn20,reuse20
+# Runs the listener `make run` starts (loaddemo's directory, default settings) on a throw-away
+# SQLite directory under /tmp (DATABASE_URL to use PostgreSQL instead). WORKERS sets runsmtp --workers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-HARNESS=${HARNESS:-../shared/bench/smtp_bench.sh}
+SHARED=${SHARED:-../shared/bench}
 PY=.venv/bin/python
 DATA=$(mktemp -d /tmp/smtp-bench.XXXXXX)
-export DATA_DIR=$DATA DEBUG=1 SMTP_LOG_LEVEL=WARNING
+export DATA_DIR=$DATA DEBUG=0 SECRET_KEY=bench-only ALLOWED_HOSTS=127.0.0.1 SMTP_LOG_LEVEL=WARNING
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$DATA"; }
 trap cleanup EXIT
@@ -15,10 +18,15 @@ port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); prin
 REF=$(port); OURS=$(port); SSL=$(port)
 $PY manage.py migrate -v 0
 $PY manage.py loaddemo --smtp-port "$OURS" --ssl-port "$SSL" >/dev/null
-$PY -m aiosmtpd -n -c aiosmtpd.handlers.Sink -l "127.0.0.1:$REF" & pids+=($!)
-$PY manage.py runsmtp --server mail1/Acme >/dev/null & pids+=($!)
+$PY "$SHARED/bench_servers.py" discard --port "$REF" >/dev/null & pids+=($!)
+$PY manage.py runsmtp --server mail1/Acme ${WORKERS:+--workers "$WORKERS"} >/dev/null 2>"$DATA/runsmtp.log" & pids+=($!)
 for p in "$REF" "$OURS"; do
   for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && break; sleep 0.1; done
 done
-"$HARNESS" -f bench@example.org -T jane@acme.test "$@" "aiosmtpd=127.0.0.1:$REF" "product=127.0.0.1:$OURS"
-echo "# stored messages: $($PY manage.py shell -v0 -c 'from smtpservice.models import MailboxEntry; print(MailboxEntry.objects.count())')"
+"$SHARED/smtp_bench.sh" -f bench@example.org -T jane@acme.test "$@" "aiosmtpd=127.0.0.1:$REF" "product=127.0.0.1:$OURS" \
+  | tee "$DATA/bench.out"
+sent=$(awk '/^RUN / && / target=product / && !/ FAIL/ { for (i = 1; i <= NF; i++) if ($i ~ /^msgs=/) { sub("msgs=", "", $i); n += $i } } END { print n + 0 }' "$DATA/bench.out")
+stored=$($PY manage.py shell -v0 -c 'from smtpservice.models import MailboxEntry; print(MailboxEntry.objects.count())')
+echo "# messages acknowledged by successful runs: $sent; stored: $stored"
+if [ "$stored" -lt "$sent" ]; then echo "FAIL: $((sent - stored)) acknowledged messages were not stored" >&2; exit 1; fi
+grep '^RESULT' "$DATA/bench.out" | grep 'target=product'

@@ -52,6 +52,8 @@ PRESSURE = 0.8
 """Above this share of ``max_sessions`` open, idle sessions get ``PRESSURE_IDLE_TIMEOUT`` (Postfix's anvil and postscreen)."""
 PRESSURE_IDLE_TIMEOUT = 10.0
 """Seconds a session may stay idle while the listener is near its session limit."""
+MAX_BATCH = 500
+"""Messages committed in one transaction at most (group commit)."""
 EVICTABLE_IDLE = 1.0
 """At the session limit, a new client takes the place of the longest-idle session idle at least this long."""
 
@@ -81,6 +83,8 @@ class ListenerService:
         self.refused_clients = set()
         self.finished_sessions = []
         self.tls_contexts = {}
+        self.pending_stores: list[tuple[dict, asyncio.Future]] = []
+        self.writer: asyncio.Future | None = None
         self.hash_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="smtp-auth")
         self.stopping = None
         self.stop_requested = False
@@ -122,7 +126,7 @@ class ListenerService:
         facts = session.facts
         began = time.monotonic()
         try:
-            stored = await sync_to_async(self.store_now, thread_sensitive=True)({
+            stored = await self.commit({
                 "mail_from": envelope.mail_from,
                 "deliveries": list(envelope.deliveries),
                 "data": envelope.data,
@@ -144,7 +148,34 @@ class ListenerService:
         metrics.message_stored(len(envelope.data), time.monotonic() - began)
         return stored, ""
 
-    def store_now(self, fields):
+    async def commit(self, fields: dict) -> object:
+        """The id of the message once the transaction holding it has committed (group commit).
+
+        Messages wait in ``pending_stores`` while a commit is on disk; the writer then commits all of them
+        in one transaction. Each client still gets its 250 only after the commit that holds its message,
+        and a failed commit fails every message of its batch (each client gets 451, nothing is stored).
+        """
+        future = self.loop.create_future()
+        self.pending_stores.append((fields, future))
+        if self.writer is None or self.writer.done():
+            self.writer = asyncio.ensure_future(self.write_batches())
+        return await future
+
+    async def write_batches(self) -> None:
+        while self.pending_stores:
+            batch, self.pending_stores = self.pending_stores[:MAX_BATCH], self.pending_stores[MAX_BATCH:]
+            try:
+                ids = await sync_to_async(self.store_now, thread_sensitive=True)([fields for fields, _future in batch])
+            except Exception as error:
+                for _fields, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+            else:
+                for (_fields, future), message_id in zip(batch, ids, strict=True):
+                    if not future.done():
+                        future.set_result(message_id)
+
+    def store_now(self, batch: list[dict]) -> list:
         """Store in the ORM thread, failing at once while the database is known to be down.
 
         Stores wait in line for the one ORM thread: without the pause, each would wait out the lock
@@ -153,7 +184,7 @@ class ListenerService:
         if time.monotonic() < self.storage_retry_at:
             raise storage.StorageUnavailable(_("The database failed a moment ago; not trying again yet."))
         try:
-            return storage.bounded(self.limits.store_wait, storage.store_message, self.server_id, fields)
+            return storage.bounded(self.limits.store_wait, storage.store_messages, self.server_id, batch)
         except (OperationalError, InterfaceError):
             self.storage_retry_at = time.monotonic() + self.limits.storage_backoff
             raise
