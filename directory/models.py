@@ -49,6 +49,13 @@ class RelayAuth(models.TextChoices):
     DISABLED = "disabled", _("Disabled")
 
 
+class TlsPolicy(models.TextChoices):
+    """TLS policy of an outbound destination (spec 5.5); the values are ``smtpservice.core.outbound``'s."""
+
+    OPPORTUNISTIC = "opportunistic", _("Opportunistic (encrypt when offered, accept any certificate)")
+    VERIFIED = "verified", _("Verified (TLS required, certificate checked)")
+
+
 class AntiRelayEnforcement(models.TextChoices):
     EXTERNAL = "external", _("External hosts")
     ALL = "all", _("All connecting hosts")
@@ -432,6 +439,21 @@ class ConfigurationSettings(Document):
     relay_auth_password = models.CharField(
         _("relay host password"), max_length=500, blank=True, help_text=_("Stored for AUTH to the relay host; never shown again."),
     )
+    relay_auth_allow_cleartext = models.BooleanField(
+        _("Allow authentication to the relay host without TLS"), default=False,
+        help_text=_("No: the password is never sent in clear text; a relay host that offers AUTH without TLS "
+                    "gets no password, and the message waits."),
+    )
+    relay_tls_policy = models.CharField(
+        _("TLS policy for the relay host"), max_length=13, choices=TlsPolicy.choices, default=TlsPolicy.OPPORTUNISTIC,
+        help_text=_("Opportunistic: STARTTLS when offered, any certificate, else clear text, and the SSL port falls back "
+                    "to the TCP/IP port. Verified: TLS required and the certificate checked; never clear text."),
+    )
+    relay_ca_bundle = models.CharField(
+        _("CA bundle for the relay host"), max_length=500, blank=True, validators=[validators.validate_ca_bundle_path],
+        help_text=_("With the verified policy: the absolute path of a PEM bundle on the router's host to trust "
+                    "instead of the system trust store."),
+    )
     routes = models.JSONField(
         _("SMTP connection routes"), default=list, blank=True, validators=[validators.validate_routes],
         help_text=_("One route per line: domain pattern, then the destination host or host:port (partner.test 127.0.0.1:2626)."),
@@ -520,6 +542,11 @@ class ConfigurationSettings(Document):
         if self.relay_auth != RelayAuth.DISABLED and not self.relay_host:
             errors["relay_auth"] = ValidationError(
                 _("Authentication to the relay host needs a relay host."), code="relay_auth_without_host"
+            )
+        if self.relay_ca_bundle and self.relay_tls_policy != TlsPolicy.VERIFIED:
+            errors["relay_ca_bundle"] = ValidationError(
+                _("A CA bundle is used only with the verified TLS policy: choose Verified, or remove the bundle."),
+                code="relay_ca_bundle_with_opportunistic",
             )
         if self.relay_auth != RelayAuth.DISABLED and not self.relay_auth_name:
             errors["relay_auth_name"] = ValidationError(

@@ -197,18 +197,44 @@ class EachValidator:
         return isinstance(other, EachValidator) and other.entry_validator is self.entry_validator
 
 
-ROUTE_TLS = ("verify", "any")
-"""A route's certificate check: verify (system trust store, or its ca_file) or accept any certificate."""
+TLS_POLICIES = ("opportunistic", "verified")
+"""TLS policies of an outbound destination (spec 5.5): opportunistic (encrypt when offered, any certificate,
+else clear text) or verified (TLS required, the certificate checked for the host name)."""
+LEGACY_ROUTE_TLS = {"any": "opportunistic", "verify": "verified"}
+"""A route's older key ``tls`` and its values, still read (spec 7) and mapped to ``tls_policy``."""
+ROUTE_KEYS = ("domain", "host", "tls_policy", "ca_file")
 
 
-def validate_routes(routes):
+def normalize_route(route: object) -> object:
+    """A route with its older ``tls`` key (``any``/``verify``) read as ``tls_policy``; anything else as is.
+
+    An unknown older value is kept, so that validation names it.
+    """
+    if not isinstance(route, dict) or "tls" not in route or "tls_policy" in route:
+        return route
+    normalized = {key: value for key, value in route.items() if key != "tls"}
+    normalized["tls_policy"] = LEGACY_ROUTE_TLS.get(route["tls"], route["tls"])
+    return normalized
+
+
+def validate_ca_bundle_path(value: str) -> None:
+    """A CA bundle is read on the router's host: its path must be absolute."""
+    if not isinstance(value, str) or (value and not value.startswith("/")):
+        raise ValidationError(
+            _("“%(value)s”: a CA bundle must be the absolute path of a PEM file on the router's host."),
+            code="invalid_ca_bundle", params={"value": value},
+        )
+
+
+def validate_routes(routes: list) -> None:
     """SMTP connection routes: a list of {"domain": pattern, "host": host or host:port}, each with an
-    optional "tls" ("verify" or "any") and "ca_file" (absolute path of a CA bundle to trust)."""
+    optional "tls_policy" ("opportunistic" or "verified", the older "tls" key read too) and "ca_file"
+    (absolute path of a CA bundle to trust, with the verified policy)."""
     errors = []
-    for route in routes or []:
-        if not isinstance(route, dict) or not {"domain", "host"} <= set(route) <= {"domain", "host", "tls", "ca_file"}:
+    for route in map(normalize_route, routes or []):
+        if not isinstance(route, dict) or not {"domain", "host"} <= set(route) <= set(ROUTE_KEYS):
             errors.append(ValidationError(
-                _("Each route needs a domain and a host, and may have tls and ca_file."), code="invalid_route",
+                _("Each route needs a domain and a host, and may have tls_policy and ca_file."), code="invalid_route",
             ))
             continue
         for validator, value in ((validate_domain, route["domain"]), (validate_host_port, route["host"])):
@@ -216,19 +242,21 @@ def validate_routes(routes):
                 validator(str(value))
             except ValidationError as error:
                 errors.extend(error.error_list)
-        tls, ca_file = route.get("tls", "verify"), route.get("ca_file", "")
-        if tls not in ROUTE_TLS:
+        tls_policy, ca_file = route.get("tls_policy", TLS_POLICIES[0]), route.get("ca_file", "")
+        if tls_policy not in TLS_POLICIES:
             errors.append(ValidationError(
-                _("“%(value)s”: tls must be verify or any."), code="invalid_route_tls", params={"value": tls},
+                _("“%(value)s”: the TLS policy must be opportunistic or verified."), code="invalid_route_tls",
+                params={"value": tls_policy},
             ))
         if not isinstance(ca_file, str) or (ca_file and not ca_file.startswith("/")):
             errors.append(ValidationError(
                 _("“%(value)s”: ca_file must be the absolute path of a CA bundle on the router's host."),
                 code="invalid_route_ca_file", params={"value": ca_file},
             ))
-        elif ca_file and tls == "any":
+        elif ca_file and tls_policy != "verified":
             errors.append(ValidationError(
-                _("The route to %(host)s names a CA bundle and accepts any certificate: choose one."),
+                _("The route to %(host)s names a CA bundle but its TLS policy is opportunistic (any certificate): "
+                  "choose verified, or remove the bundle."),
                 code="route_ca_file_with_any", params={"host": route["host"]},
             ))
     if errors:

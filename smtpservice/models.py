@@ -3,6 +3,8 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from directory.models import TlsPolicy
+
 
 class DirectoryRevision(models.Model):
     """One row counting directory changes, so a running listener sees a change with one cheap query."""
@@ -139,6 +141,10 @@ class DeliveryAttempt(models.Model):
     host = models.CharField(_("host"), max_length=255, blank=True)
     port = models.PositiveIntegerField(_("port"), null=True, blank=True)
     tls = models.CharField(_("TLS"), max_length=10, choices=Tls.choices, blank=True)
+    tls_policy = models.CharField(
+        _("TLS policy"), max_length=13, choices=TlsPolicy.choices, blank=True,
+        help_text=_("The policy in force for the destination (spec 5.5); blank for console actions."),
+    )
     certificate = models.CharField(_("certificate check"), max_length=300, blank=True)
     authentication = models.CharField(_("authentication"), max_length=300, blank=True)
     detail = models.TextField(_("detail"), blank=True)

@@ -155,13 +155,13 @@ class TlsCredentialsSnapshot:
 class Route:
     """An SMTP connection route: mail for ``domain`` goes to ``host`` (``host`` or ``host:port``).
 
-    ``tls`` is "verify" (check the certificate, against ``ca_file`` when given, else the system trust
-    store) or "any" (accept any certificate).
+    ``tls`` is its TLS policy (spec 5.5): "opportunistic" (STARTTLS when offered, any certificate) or
+    "verified" (TLS required, the certificate checked against ``ca_file`` when given, else the system store).
     """
 
     domain: str
     host: str
-    tls: str = "verify"
+    tls: str = "opportunistic"
     ca_file: str = ""
 
 
@@ -197,6 +197,9 @@ class ConfigSnapshot:
     relay_auth: str = DISABLED
     relay_auth_name: str = ""
     relay_auth_password: str = field(default="", repr=False)
+    relay_auth_allow_cleartext: bool = False
+    relay_tls_policy: str = "opportunistic"
+    relay_ca_bundle: str = ""
     routes: tuple = ()
     max_message_size_kb: int = 10240
     max_recipients: int = 100

@@ -19,7 +19,7 @@ from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from directory import names
+from directory import names, validators
 from directory.models import ConfigurationSettings, Document, InternetSite, Person, Server, groups_mapping
 from smtpservice.core import policy
 from smtpservice.models import DirectoryRevision
@@ -94,8 +94,8 @@ def _configuration(server):
     values = {f.name: getattr(document, f.name) for f in fields(policy.ConfigSnapshot)}
     values["local_domains"] = document.effective_local_domains(server)
     values["routes"] = tuple(
-        policy.Route(route["domain"], route["host"], route.get("tls", "verify"), route.get("ca_file", ""))
-        for route in document.routes
+        policy.Route(route["domain"], route["host"], route.get("tls_policy", policy.Route.tls), route.get("ca_file", ""))
+        for route in map(validators.normalize_route, document.routes)
     )
     return policy.ConfigSnapshot(**values), source
 
