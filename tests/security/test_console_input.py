@@ -80,7 +80,7 @@ def test_forms_keep_djangos_size_caps():
     (models.ConfigurationSettings, "relay_auth_password", "x" * 501, "Ensure this value has at most 500 characters (it has 501)."),
     (models.ConfigurationSettings, "routes", "partner.test",
      "“partner.test”: write a domain pattern, then the destination host (partner.test 127.0.0.1:2626), then optionally "
-     "ca=/path/to/ca.pem or tls=any."),
+     "tls=opportunistic or tls=verified, and ca=/path/to/ca.pem."),
     (models.InternetSite, "mapped_addresses", "not an address!", "“not an address!” is neither *, an IP address nor a host name."),
     (models.Person, "internet_address", "not an address", "Enter a valid email address."),
     (models.Group, "group_type", "secret", "Select a valid choice. secret is not one of the available choices."),
