@@ -11,6 +11,7 @@ reply) unless the policy composes that reply itself (VRFY); a refused one has th
 ``close`` when the session must end after it.
 """
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
 
@@ -837,7 +838,8 @@ def _django_check_password(password, password_hash):
     return check_password(password, password_hash)
 
 
-def authenticate(snap, facts, login, password, verify_password=_django_check_password):
+def authenticate(snap: SettingsSnapshot, facts: SessionFacts, login: str, password: str,
+                 verify_password: Callable[[str, str], bool] = _django_check_password) -> AuthDecision:
     """The whole AUTH decision: offered, one person, right password, server access (spec 3.5).
 
     ``verify_password(password, password_hash)`` defaults to Django's hashers; tests may pass a fake.
@@ -847,6 +849,10 @@ def authenticate(snap, facts, login, password, verify_password=_django_check_pas
         return _as(AuthDecision, gate)
     match = find_person(snap, login)
     person = match.person
+    if person is None or not person.password_hash:
+        # As Django's ModelBackend: hash anyway (Django's hashers hash a dummy for a missing hash), so that
+        # the time of the 535 does not tell an unknown account from a wrong password (docs/security.md).
+        verify_password(password, "")
     if person is None:
         return _refuse(AUTH_FAILED, "unknown_login", match.detail, cls=AuthDecision, close=True)
     if not person.password_hash:
