@@ -209,3 +209,22 @@ class SessionLog(models.Model):
         verbose_name = _("session log")
         verbose_name_plural = _("session log")
         ordering = ["-started_at", "-pk"]
+
+
+class AuthFailure(models.Model):
+    """One failed AUTH (a password tried and refused), for throttling by account and address (docs/security.md)."""
+
+    client_address = models.GenericIPAddressField(_("client address"))
+    account = models.CharField(
+        _("account"), max_length=200, help_text=_("The person the login found, or the login as typed (lower case) when none."),
+    )
+    at = models.DateTimeField(_("time"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("failed authentication")
+        verbose_name_plural = _("failed authentications")
+        ordering = ["-at", "-pk"]
+        indexes = [
+            models.Index(fields=["client_address", "at"], name="authfailure_client_at"),
+            models.Index(fields=["account", "at"], name="authfailure_account_at"),
+        ]
