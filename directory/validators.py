@@ -56,13 +56,13 @@ def validate_ip_or_network(value):
         ) from None
 
 
-def validate_host_entry(value):
-    """An IP address, a CIDR range, or a host name."""
+def validate_host_entry(value: str) -> None:
+    """An IP address, a CIDR range, a host name, or ``.acme.test`` for any host of a domain (as Domino)."""
     if "/" in value or ":" in value or value.replace(".", "").isdigit():
         validate_ip_or_network(value)
-    elif not is_host_name(value):
+    elif not is_host_name(value.removeprefix(".") if value.startswith(".") and value.count(".") > 1 else value):
         raise ValidationError(
-            _("“%(value)s” is neither an IP address, a CIDR range nor a host name."),
+            _("“%(value)s” is neither an IP address, a CIDR range, a host name nor a .domain suffix."),
             code="invalid_host",
             params={"value": value},
         )

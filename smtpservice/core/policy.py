@@ -437,14 +437,34 @@ def _host(value):
     return str(value).strip().rstrip(".").lower() if value else ""
 
 
-def _match_host(entries, ip, host=None):
-    """The first entry (IP address, CIDR range or host name) covering the client, or None."""
-    address, host = _ip(ip), _host(host)
+def is_address_entry(entry: str) -> bool:
+    """A host list entry that is an IP address or a CIDR range (the others are names or .domain suffixes)."""
+    try:
+        ipaddress.ip_network(str(entry).strip(), strict=False)
+    except ValueError:
+        return False
+    return True
+
+
+def host_name_matches(entry: str, host: str | None) -> bool:
+    """A host name entry as Domino matches it: the exact name, or ``.acme.test`` for any host in that
+    domain; without regard to case or a final dot. A client without a (confirmed) name matches none."""
+    entry, host = _host(entry), _host(host)
+    if not host or not entry:
+        return False
+    if entry.startswith("."):
+        return host.endswith(entry) and len(host) > len(entry)
+    return entry == host
+
+
+def _match_host(entries: tuple, ip: str, host: str | None = None) -> str | None:
+    """The first entry (IP address, CIDR range, host name or ``.domain`` suffix) covering the client, or None."""
+    address = _ip(ip)
     for entry in entries:
         try:
             network = ipaddress.ip_network(entry.strip(), strict=False)
         except ValueError:
-            if host and _host(entry) == host:
+            if host_name_matches(entry, host):
                 return entry
             continue
         if address is not None and address in network:

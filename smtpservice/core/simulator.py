@@ -33,6 +33,8 @@ class Inputs:
     password: str | None = None
     mail_from: str = ""
     recipients: tuple = ()
+    client_host: str = ""
+    """The client's confirmed host name, as the listener's lookup would find it; "" for none."""
 
 
 @dataclass(frozen=True)
@@ -136,9 +138,43 @@ def _connect_title(inputs):
     }
 
 
+def _client_name_check(snap: policy.SettingsSnapshot, facts: policy.SessionFacts) -> Check | None:
+    """Which host list entries the client's name matches, and why (an exact name, or a .domain suffix);
+    None when no name is given and no entry is a name."""
+    config = snap.config
+    lists = (
+        (_("Deny connections from these hosts"), config.connection_deny_hosts),
+        (_("Allow connections only from these hosts"), config.connection_allow_hosts),
+        (_("Internal hosts"), config.internal_hosts),
+        (_("Exclude these connecting hosts from anti-relay checks"), config.anti_relay_exclude_hosts),
+    )
+    names = [entry for _label, entries in lists for entry in entries if not policy.is_address_entry(entry)]
+    if not facts.client_host and not names:
+        return None
+    if not facts.client_host:
+        return Check(_("Client host name"), _(
+            "No host name given: entries written as names (exact, or .domain for any host in it) match no client. The "
+            "listener takes a name only when the reverse lookup of the address is confirmed by a forward lookup."
+        ))
+    matches = [
+        _("%(entry)s of %(list)s (%(how)s)") % {
+            "entry": entry, "list": label,
+            "how": _("any host in that domain") if entry.strip().startswith(".") else _("the exact name"),
+        }
+        for label, entries in lists for entry in entries if policy.host_name_matches(entry, facts.client_host)
+    ]
+    values = {"host": facts.client_host, "matches": "; ".join(matches)}
+    if matches:
+        return Check(_("Client host name"), _("The client is named %(host)s, which matches %(matches)s.") % values)
+    return Check(_("Client host name"), _("The client is named %(host)s; no host name entry matches it.") % values)
+
+
 def _connect_checks(snap, facts, session):
     binding = next(binding for binding in policy.bindings(snap) if binding.port_kind == facts.port)
     checks = [Check(_("Port"), binding.detail, True)]
+    name_check = _client_name_check(snap, facts)
+    if name_check:
+        checks.append(name_check)
     if facts.port == policy.SSL:
         credentials = policy.tls_credentials_for(snap, facts.local_ip, facts.local_host)
         checks.append(Check(_("TLS from the first byte"), _("The SSL port uses %(detail)s.") % {
@@ -213,7 +249,8 @@ def simulate(snap, inputs, verify_password=None):
             None, "", policy.Decision(False, None, "", "not_listening", unreachable), True,
         ), (Check(_("Port"), unreachable, False),))
         return Simulation(inputs, kind, (step,), unreachable)
-    facts = policy.SessionFacts(local_ip=inputs.local_ip, local_port=inputs.port, port=kind, client_ip=inputs.client_ip)
+    facts = policy.SessionFacts(local_ip=inputs.local_ip, local_port=inputs.port, port=kind, client_ip=inputs.client_ip,
+                                client_host=inputs.client_host or None)
     if inputs.password is None:
         verify_password = _assume_right
     session = sequence.PolicySession(snap, facts, verify_password)
