@@ -265,7 +265,9 @@ class Server(Document):
     )
     smtp_inbound_enforce_server_access = models.BooleanField(
         _("Enforce server access settings"), default=False,
-        help_text=_("Yes: an authenticated user must be allowed by Access server and not listed in Not access server."),
+        help_text=_("Yes: an authenticated user must be allowed by Access server and not listed in Not access server. "
+                    "Anonymous sessions are not checked: where anonymous mail is allowed, a person refused here at AUTH "
+                    "can still send anonymously, as anyone can (spec 3.5)."),
     )
     smtp_inbound_tcp_auth_name_password = models.BooleanField(
         _("TCP/IP authentication: Name & password"), default=False,
@@ -563,8 +565,8 @@ class ConfigurationSettings(Document):
         if self.anti_relay_enforcement == AntiRelayEnforcement.NONE:
             result.append(("anti_relay_enforcement", "open_relay", _("Security: with no anti-relay enforcement, anyone may relay through this server.")))
         if self.starttls_inbound != StartTlsInbound.REQUIRED:
-            servers = [self.server] if self.server_id else Server.objects.exclude(own_configuration__isnull=False)
-            weak = [s.name for s in servers if s.smtp_inbound_tcp_auth_name_password]
+            servers = [self.server] if self.server_id else list(Server.objects.exclude(own_configuration__isnull=False))
+            weak = [s.name for s in servers if s.smtp_inbound_tcp_auth_name_password and not s.load_internet_sites]
             if weak:
                 result.append((
                     "starttls_inbound", "cleartext_auth",
@@ -573,7 +575,24 @@ class ConfigurationSettings(Document):
                         "passwords can travel in clear text."
                     ) % {"servers": ", ".join(weak)},
                 ))
+            sites = clear_text_sites(s for s in servers if s.load_internet_sites)
+            if sites:
+                result.append((
+                    "starttls_inbound", "cleartext_auth_sites",
+                    _(
+                        "Security: the Internet Sites %(sites)s offer Name & password on the TCP/IP port of servers these "
+                        "settings apply to; without STARTTLS Required, passwords can travel in clear text."
+                    ) % {"sites": ", ".join(sites)},
+                ))
         return result
+
+
+def clear_text_sites(servers: object) -> list[str]:
+    """Names of the SMTP Inbound sites with TCP/IP Name & password Yes that host any of ``servers`` (which
+    load Internet Sites): each would accept AUTH in clear text unless its server's STARTTLS is Required."""
+    servers = list(servers)
+    sites = InternetSite.objects.filter(site_type=SiteType.SMTP_INBOUND, tcp_auth_name_password=True)
+    return [site.name for site in sites if any(site.hosts(server.name) for server in servers)]
 
 
 class InternetSiteQuerySet(models.QuerySet):
@@ -653,12 +672,29 @@ class InternetSite(Document):
             self.ssl_auth_name_password, self.ssl_auth_anonymous,
         ))
 
-    def warnings(self):
+    def warnings(self) -> list[tuple[str, str, str]]:
         if self.all_options_off:
             return [("tcp_auth_anonymous", "all_options_off", _(
                 "Every authentication option is No: connections to this site will get “%(text)s”"
             ) % {"text": SITE_NOT_ENABLED_TEXT})]
+        if self.tcp_auth_name_password:
+            return self.clear_text_warnings()
         return []
+
+    def clear_text_warnings(self) -> list[tuple[str, str, str]]:
+        """Name & password on the TCP/IP port, as the Server document warns: clear text unless every server
+        that loads this site has STARTTLS Required (and one does)."""
+        servers = [server for server in Server.objects.filter(load_internet_sites=True) if self.hosts(server.name)]
+        weak = [server.name for server in servers if (
+            (config := server.configuration()) is None or config.starttls_inbound != StartTlsInbound.REQUIRED
+        )]
+        if servers and not weak:
+            return []
+        where = ", ".join(weak) if weak else _("the servers that will load this site")
+        return [("tcp_auth_name_password", "cleartext_auth", _(
+            "Security: Name & password on the TCP/IP port while STARTTLS is not Required on %(servers)s lets clients "
+            "send passwords in clear text."
+        ) % {"servers": where})]
 
 
 class Person(Document):

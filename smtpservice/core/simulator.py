@@ -10,7 +10,7 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from django.utils.translation import gettext as _
-from django.utils.translation import ngettext
+from django.utils.translation import gettext_lazy, ngettext
 
 from smtpservice.core import policy
 from smtpservice.core import session as sequence
@@ -286,9 +286,13 @@ def simulate(snap, inputs, verify_password=None):
         steps.append(Step(AUTH, title, "AUTH PLAIN …", reply, tuple(checks), argument=inputs.login))
     recipients = {"local": [], "relay": [], "refused": []}
     if inputs.mail_from:
+        anonymous = not session.facts.authenticated_as
         reply = session.mail(inputs.mail_from)
-        steps.append(Step(MAIL, _("MAIL FROM"), f"MAIL FROM:<{inputs.mail_from}>", reply,
-                          (_reply_check(_("MAIL FROM"), reply),), argument=inputs.mail_from))
+        checks = [_reply_check(_("MAIL FROM"), reply)]
+        if anonymous and reply.accepted and snap.inbound.enforce_server_access:
+            checks.append(ANONYMOUS_NOT_CHECKED)
+        steps.append(Step(MAIL, _("MAIL FROM"), f"MAIL FROM:<{inputs.mail_from}>", reply, tuple(checks),
+                          argument=inputs.mail_from))
         for address in inputs.recipients:
             reply = session.rcpt(address)
             kind_of = getattr(reply.decision, "kind", "") if reply.accepted else "refused"
@@ -297,6 +301,13 @@ def simulate(snap, inputs, verify_password=None):
             steps.append(Step(RCPT, title, f"RCPT TO:<{address}>", reply, (_reply_check(_("Recipient"), reply),),
                               argument=address, kind=kind_of))
     return Simulation(inputs, kind, tuple(steps), _summary(steps, recipients), recipients)
+
+
+ANONYMOUS_NOT_CHECKED = Check(gettext_lazy("Enforce server access settings"), gettext_lazy(
+    "Enforce server access settings is Yes, but it checks authenticated users only: this anonymous session is not "
+    "checked against Access server and Not access server (spec 3.5). A person listed in Not access server, refused "
+    "at AUTH, can still send anonymously like anyone else."
+))
 
 
 def _summary(steps, recipients):
