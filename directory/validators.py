@@ -132,14 +132,39 @@ def validate_domain(value):
         )
 
 
-def validate_name(value):
-    """A Domino name: no empty component between slashes."""
+def validate_name(value: str) -> None:
+    """A Domino name: no empty component between slashes, and Domino's rules for each component."""
     if not names.is_valid_name(value):
         raise ValidationError(
             _("“%(value)s” is not a valid name (components separated by /, none empty)."),
             code="invalid_name",
             params={"value": value},
         )
+    validate_name_rules(value)
+
+
+def validate_name_rules(value: str) -> None:
+    """Domino's rules for a name's components (``names.name_problems``): the console and the import share them."""
+    errors = []
+    for problem, component, limit in names.name_problems(value):
+        shown = component if len(component) <= 40 else component[:40] + "…"
+        if problem == names.TOO_MANY_UNITS:
+            errors.append(ValidationError(
+                _("“%(value)s” has more than %(limit)s organizational units."),
+                code="invalid_name_units", params={"value": value[:100], "limit": limit},
+            ))
+        elif problem == names.COMPONENT_CHARACTERS:
+            errors.append(ValidationError(
+                _("“%(component)s”: a name may hold letters, digits, spaces and & - . ' _ only (components separated by /)."),
+                code="invalid_name_character", params={"component": shown},
+            ))
+        else:
+            errors.append(ValidationError(
+                _("“%(component)s” is longer than %(limit)s characters, the most Domino allows for this part of a name."),
+                code="invalid_name_length", params={"component": shown, "limit": limit},
+            ))
+    if errors:
+        raise ValidationError(errors)
 
 
 def validate_name_or_wildcard(value):
@@ -151,23 +176,33 @@ def validate_name_or_wildcard(value):
                 code="invalid_name",
                 params={"value": value},
             )
+        if value != "*":
+            validate_name_rules(value[2:])
         return
     validate_name(value)
 
 
-def validate_hierarchical_name(value):
+def validate_hierarchical_name(value: str) -> None:
     if not names.is_valid_name(value, hierarchical=True):
         raise ValidationError(
             _("“%(value)s” is not a hierarchical name such as mail1/Acme."),
             code="invalid_name",
             params={"value": value},
         )
+    validate_name_rules(value)
 
 
 def validate_server_entry(value):
     """A server name or ``*`` (all servers), as in a Site document's hosting list."""
     if value != "*":
         validate_hierarchical_name(value)
+
+
+MAX_ENTRY_LENGTH = 255
+"""The longest entry of a list field: a Domino name (80 + 4 × 32 + 64 with its slashes) or a host name
+(253) fits; anything longer is an error, not something to store and show."""
+MAX_LIST_ENTRIES = 1000
+"""The most entries of one list field (members, hosts, domains)."""
 
 
 @deconstructible
@@ -177,15 +212,25 @@ class EachValidator:
     def __init__(self, entry_validator):
         self.entry_validator = entry_validator
 
-    def __call__(self, values):
+    def __call__(self, values: object) -> None:
         errors = []
         if not isinstance(values, list):
             raise ValidationError(_("Enter a list of entries."), code="invalid_list")
+        if len(values) > MAX_LIST_ENTRIES:
+            raise ValidationError(
+                _("A list may hold at most %(limit)s entries; this one has %(count)s."),
+                code="too_many_entries", params={"limit": MAX_LIST_ENTRIES, "count": len(values)},
+            )
         for value in values:
             try:
                 if not isinstance(value, str):
                     raise ValidationError(
                         _("“%(value)s” is not text."), code="invalid_entry", params={"value": value}
+                    )
+                if len(value) > MAX_ENTRY_LENGTH:
+                    raise ValidationError(
+                        _("“%(start)s…” is longer than %(limit)s characters (it has %(length)s)."), code="entry_too_long",
+                        params={"start": value[:40], "limit": MAX_ENTRY_LENGTH, "length": len(value)},
                     )
                 self.entry_validator(value)
             except ValidationError as error:
