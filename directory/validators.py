@@ -201,8 +201,6 @@ def validate_server_entry(value):
 MAX_ENTRY_LENGTH = 255
 """The longest entry of a list field: a Domino name (80 + 4 × 32 + 64 with its slashes) or a host name
 (253) fits; anything longer is an error, not something to store and show."""
-MAX_LIST_ENTRIES = 1000
-"""The most entries of one list field (members, hosts, domains)."""
 
 
 @deconstructible
@@ -216,11 +214,6 @@ class EachValidator:
         errors = []
         if not isinstance(values, list):
             raise ValidationError(_("Enter a list of entries."), code="invalid_list")
-        if len(values) > MAX_LIST_ENTRIES:
-            raise ValidationError(
-                _("A list may hold at most %(limit)s entries; this one has %(count)s."),
-                code="too_many_entries", params={"limit": MAX_LIST_ENTRIES, "count": len(values)},
-            )
         for value in values:
             try:
                 if not isinstance(value, str):
