@@ -148,6 +148,11 @@ class DocumentForm(forms.ModelForm):
                 if self.initial.get(name) is not None and self.initial[name] == getattr(self.instance, model_field.attname):
                     # The instance gives the primary key but the choices are names: select the current one.
                     self.initial[name] = getattr(self.instance, name).name
+            if model_field.validators[:len(models.PORT_VALIDATORS)] == models.PORT_VALIDATORS:
+                # PositiveIntegerField's own form check says "greater than or equal to 0": one range, one message.
+                field.min_value, field.max_value = 1, 65535
+                field.widget.attrs.update(min=1, max=65535)
+                field.error_messages.update(min_value=models.PORT_RANGE_MESSAGE, max_value=models.PORT_RANGE_MESSAGE)
             if field.initial is None and model_field.has_default():
                 # A new document shows its defaults on the fields declared or replaced here too.
                 field.initial = model_field.default

@@ -16,7 +16,9 @@ from django.utils.translation import gettext_lazy as _
 from directory import names, validators
 from directory.validators import EachValidator
 
-PORT_VALIDATORS = [MinValueValidator(1), MaxValueValidator(65535)]
+PORT_RANGE_MESSAGE = _("Enter a port number from 1 to 65535.")
+"""The one message for a port out of range, whichever end (the form's own check and the model's agree)."""
+PORT_VALIDATORS = [MinValueValidator(1, message=PORT_RANGE_MESSAGE), MaxValueValidator(65535, message=PORT_RANGE_MESSAGE)]
 STANDARD_SMTP_PORT = 25
 SITE_NOT_ENABLED_TEXT = _("This site is not enabled on the server.")
 

@@ -597,7 +597,7 @@ def test_dry_run_reports_and_changes_nothing(tmp_path):
 def test_dry_run_still_reports_errors(tmp_path):
     document = minimal(servers=[{"name": "mail1/Acme", "host_name": "mail1.acme.test", "smtp_inbound": {"tcp_port": 0}}])
     lines = import_errors(tmp_path, document, "--dry-run")
-    assert lines == ["servers[0].smtp_inbound.tcp_port: Ensure this value is greater than or equal to 1."]
+    assert lines == ["servers[0].smtp_inbound.tcp_port: Enter a port number from 1 to 65535."]
 
 
 def test_import_reads_standard_input(monkeypatch):
