@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from django.utils.translation import gettext as _
 
+from smtpservice.core import policy
+
 WRONG_PASSWORD = "wrong_password"
 UNKNOWN_ACCOUNT = "unknown_account"
 NO_PASSWORD = "no_password"
@@ -63,6 +65,13 @@ class Verdict:
     key: str = ""
     """What decided it: PAIR, ADDRESS or ACCOUNT; "" when nothing failed."""
     detail: str = ""
+
+
+def account_for(snap: policy.SettingsSnapshot, login: str) -> str:
+    """The account an AUTH attempt is counted under: the person the login finds (whichever name variation
+    was typed), else the login as typed, so that guesses at unknown names are throttled as well."""
+    person = policy.find_person(snap, login).person
+    return person.full_name if person is not None else str(login).strip()
 
 
 def counts_as_failure(outcome: str) -> bool:

@@ -13,6 +13,7 @@ from smtpservice.core.throttle import ACCOUNT, ADDRESS, PAIR, Counts, Limits, de
 from smtpservice.models import AuthFailure
 from smtpservice.store import throttle as throttles
 from tests.conftest import make_user
+from tests.smtpservice.test_policy import snapshot
 
 LIMITS = Limits()
 
@@ -45,6 +46,13 @@ def test_an_account_attacked_from_many_addresses_lets_its_owner_in_within_five_s
     for failures in range(0, 10_000, 7):
         verdict = decide(Counts(pair=0, address=0, account=failures), LIMITS)
         assert not verdict.refuse and verdict.delay < 5
+
+
+@pytest.mark.parametrize(("login", "account"), [
+    ("jane@acme.test", "Jane Doe/Sales/Acme"), ("CN=Jane Doe/OU=Sales/O=Acme", "Jane Doe/Sales/Acme"), ("  nobody@acme.test ", "nobody@acme.test"),
+])
+def test_attempts_count_under_the_person_the_login_finds_else_the_login(login, account):
+    assert throttle.account_for(snapshot(), login) == account
 
 
 @pytest.mark.parametrize(("outcome", "counts"), [
