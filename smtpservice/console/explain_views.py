@@ -4,6 +4,8 @@ Both read the settings snapshot the listener itself loads (``load_snapshot``). T
 nothing and answers a Reader; its form is posted so that a password typed in it never appears in a
 URL. The self-test opens real SMTP sessions to the server's own ports, so it needs an Editor.
 """
+from dataclasses import replace
+
 from django.shortcuts import get_object_or_404
 from django.utils.decorators import method_decorator
 from django.utils.functional import cached_property
@@ -15,7 +17,8 @@ from directory.models import Server
 from directory.permissions import RoleRequiredMixin
 from smtpservice.console import selftest
 from smtpservice.console.explain_forms import SimulatorForm
-from smtpservice.core import simulator
+from smtpservice.core import simulator, throttle
+from smtpservice.store import throttle as throttles
 from smtpservice.store.snapshot import load_snapshot
 
 
@@ -49,7 +52,14 @@ class SimulatorView(ServerPageMixin, TemplateView):
 
     def post(self, request, *args, **kwargs):
         form = SimulatorForm(self.snapshot, data=request.POST)
-        simulation = simulator.simulate(self.snapshot, form.inputs()) if form.is_valid() else None
+        simulation = None
+        if form.is_valid():
+            inputs = form.inputs()
+            if inputs.login:
+                account = throttle.account_for(self.snapshot, inputs.login)
+                counts = throttles.counts(inputs.client_ip, account, throttle.DEFAULT_LIMITS.window)
+                inputs = replace(inputs, auth_failures=counts)
+            simulation = simulator.simulate(self.snapshot, inputs)
         return self.render_to_response(self.get_context_data(form=form, simulation=simulation))
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
-from smtpservice.core import policy
+from smtpservice.core import policy, throttle
 from smtpservice.core import session as sequence
 
 CLIENT_NAME = "client.example.org"
@@ -35,6 +35,8 @@ class Inputs:
     recipients: tuple = ()
     client_host: str = ""
     """The client's confirmed host name, as the listener's lookup would find it; "" for none."""
+    auth_failures: throttle.Counts | None = None
+    """Failed AUTH in the throttle window for this login and client, as stored now; None: not known."""
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,16 @@ def _connect_title(inputs):
     return _("Connect from %(client)s to %(local)s port %(port)s") % {
         "client": inputs.client_ip, "local": inputs.local_ip, "port": inputs.port,
     }
+
+
+def _throttle_check(counts: throttle.Counts) -> Check:
+    """The AUTH throttle as it stands for this login from this client (spec 3.5)."""
+    verdict = throttle.decide(counts)
+    if verdict.refuse:
+        return Check(_("Failed AUTH throttle"), verdict.detail, False)
+    if verdict.delay:
+        return Check(_("Failed AUTH throttle"), verdict.detail)
+    return Check(_("Failed AUTH throttle"), _("No failed AUTH counts against this login or client now: no delay."), True)
 
 
 def _client_name_check(snap: policy.SettingsSnapshot, facts: policy.SessionFacts) -> Check | None:
@@ -279,6 +291,8 @@ def simulate(snap, inputs, verify_password=None):
             ehlo()
     if inputs.login:
         checks = [] if _blocked(session) else _auth_checks(snap, session.facts, inputs.login, inputs.password is not None)
+        if inputs.auth_failures is not None:
+            checks.insert(0, _throttle_check(inputs.auth_failures))
         reply = session.auth(inputs.login, inputs.password or "")
         title = _("AUTH as %(login)s") % {"login": inputs.login}
         if not (reply.accepted and checks):

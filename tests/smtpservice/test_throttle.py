@@ -1,6 +1,7 @@
 """AUTH throttling (finding 5 of the second audit): the pure decision as a table, the store on the real
 database, and the console page with its Manager action."""
 import datetime
+import html
 
 import pytest
 from django.test import Client
@@ -117,3 +118,23 @@ def test_the_console_lists_throttles_and_only_a_manager_lifts_one():
     assert not AuthFailure.objects.exists()
     refused = manager.post(url, {}, follow=True).content.decode()
     assert "Name an address, an account, or both." in refused
+
+
+@pytest.mark.django_db
+def test_the_simulator_shows_the_throttle_state_of_the_login_and_client(make_server, configuration, jane):
+    server = make_server(smtp_inbound_tcp_auth_name_password=True)
+    client = client_for(READER)
+    form = {"client_address": "203.0.113.5", "local_address": "127.0.0.1", "tls": "none", "login": "jane@acme.test",
+            "mail_from": "", "recipients": ""}
+
+    def auth_step():
+        page = html.unescape(client.post(reverse("explain:simulator", args=[server.pk]), form).content.decode())
+        return page.split("AUTH as jane@acme.test", 1)[1].split("</li>\\n        \\n        <li", 1)[0]
+
+    assert "No failed AUTH counts against this login or client now" in auth_step()
+    for _ in range(3):
+        throttles.record_failure("203.0.113.5", "Jane Doe/Sales/Acme")
+    assert "Slowed by 4.0 s: 3 failures for this account from this address" in auth_step()
+    for _ in range(2):
+        throttles.record_failure("203.0.113.5", "Jane Doe/Sales/Acme")
+    assert "5 failed AUTH for this account from this address in 15 minutes: refused from this address." in auth_step()
