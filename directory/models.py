@@ -568,24 +568,21 @@ class ConfigurationSettings(Document):
             result.append(("anti_relay_enforcement", "open_relay", _("Security: with no anti-relay enforcement, anyone may relay through this server.")))
         if self.starttls_inbound != StartTlsInbound.REQUIRED:
             servers = [self.server] if self.server_id else list(Server.objects.exclude(own_configuration__isnull=False))
-            weak = [s.name for s in servers if s.smtp_inbound_tcp_auth_name_password and not s.load_internet_sites]
-            if weak:
-                result.append((
-                    "starttls_inbound", "cleartext_auth",
-                    _(
-                        "Security: %(servers)s offer Name & password on the TCP/IP port; without STARTTLS Required, "
-                        "passwords can travel in clear text."
-                    ) % {"servers": ", ".join(weak)},
-                ))
-            sites = clear_text_sites(s for s in servers if s.load_internet_sites)
-            if sites:
-                result.append((
-                    "starttls_inbound", "cleartext_auth_sites",
-                    _(
-                        "Security: the Internet Sites %(sites)s offer Name & password on the TCP/IP port of servers these "
-                        "settings apply to; without STARTTLS Required, passwords can travel in clear text."
-                    ) % {"sites": ", ".join(sites)},
-                ))
+            # Server documents decide the authentication options without Internet Sites, the sites with them (spec 2).
+            weak = (
+                ("cleartext_auth", [s.name for s in servers if s.smtp_inbound_tcp_auth_name_password and not s.load_internet_sites], _(
+                    "Security: %(servers)s offer Name & password on the TCP/IP port; without STARTTLS Required, "
+                    "passwords can travel in clear text."
+                )),
+                ("cleartext_auth_sites", clear_text_sites(s for s in servers if s.load_internet_sites), _(
+                    "Security: the Internet Sites %(sites)s offer Name & password on the TCP/IP port of servers these "
+                    "settings apply to; without STARTTLS Required, passwords can travel in clear text."
+                )),
+            )
+            result.extend(
+                ("starttls_inbound", code, message % {"servers": ", ".join(found), "sites": ", ".join(found)})
+                for code, found, message in weak if found
+            )
         return result
 
 

@@ -164,18 +164,31 @@ def listener_on(server, host):
     return status
 
 
-def test_a_port_another_process_holds_on_the_listeners_host_is_flagged(db):
+@pytest.fixture
+def holder():
+    """Another process's listening socket on a loopback port of this host."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock
+
+
+@pytest.fixture
+def server_here(db):
+    """A server on 127.0.0.1 whose running listener reports this host, where the console runs too."""
     server = make_server(listen_addresses="127.0.0.1")
     listener_on(server, socket.gethostname())
-    with socket.socket() as holder:
-        holder.bind(("127.0.0.1", 0))
-        holder.listen()
-        held = holder.getsockname()[1]
-        tcp = ports_of(effects_of(server, smtp_inbound_tcp_port=held).servers[0])["tcp"]
-        assert tcp.taken is True
-        assert tcp.availability == (f"Port {held} is already in use on 127.0.0.1 of this host by another process: after "
-                                    "saving, the listener would fail to bind it.")
-    free = ports_of(effects_of(server, smtp_inbound_tcp_port=held).servers[0])["tcp"]
+    return server
+
+
+def test_a_port_another_process_holds_on_the_listeners_host_is_flagged(server_here, holder):
+    held = holder.getsockname()[1]
+    tcp = ports_of(effects_of(server_here, smtp_inbound_tcp_port=held).servers[0])["tcp"]
+    assert tcp.taken is True
+    assert tcp.availability == (f"Port {held} is already in use on 127.0.0.1 of this host by another process: after "
+                                "saving, the listener would fail to bind it.")
+    holder.close()
+    free = ports_of(effects_of(server_here, smtp_inbound_tcp_port=held).servers[0])["tcp"]
     assert (free.taken, free.availability) == (False, f"Port {held} is free on this host now.")
 
 
@@ -187,12 +200,7 @@ def test_on_another_host_the_preview_says_it_cannot_know(db):
     assert tcp.availability == "The console does not run on this listener's host: it cannot know whether port 2526 is free there."
 
 
-def test_the_edit_page_warns_about_a_taken_port(editor_client, db):
-    server = make_server(listen_addresses="127.0.0.1")
-    listener_on(server, socket.gethostname())
-    with socket.socket() as holder:
-        holder.bind(("127.0.0.1", 0))
-        holder.listen()
-        held = holder.getsockname()[1]
-        page = editor_client.post(edit_url(server), form_data(Server, server, smtp_inbound_tcp_port=held)).content.decode()
+def test_the_edit_page_warns_about_a_taken_port(editor_client, server_here, holder):
+    held = holder.getsockname()[1]
+    page = editor_client.post(edit_url(server_here), form_data(Server, server_here, smtp_inbound_tcp_port=held)).content.decode()
     assert f"Port {held} is already in use on 127.0.0.1 of this host by another process" in page

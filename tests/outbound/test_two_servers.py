@@ -109,21 +109,6 @@ def test_negotiated_ssl_uses_starttls_and_the_log_shows_it(alpha, beta, run_list
     assert attempt.certificate.startswith("certificate verified")
 
 
-def test_verified_policy_defers_a_certificate_it_cannot_verify(alpha, beta, run_listener, make_router, configuration):
-    """The test CA is not in the system trust store: the message waits, and says why."""
-    change(alpha, smtp_outbound_tcp_status="negotiated_ssl", smtp_outbound_tcp_port=beta.smtp_inbound_tcp_port)
-    change(configuration, routes="beta.test 127.0.0.1 tls=verified")
-    run_listener(beta)
-    message = queue_at(alpha, [BOB])
-
-    make_router(alpha).run_once()
-
-    queued = QueuedRecipient.objects.get(message=message)
-    assert queued.state == QueuedRecipient.State.DEFERRED
-    assert "failed verification" in queued.last_error
-    assert not bob_mailbox().exists()
-
-
 def test_opportunistic_policy_is_the_default_and_accepts_a_self_signed_certificate(alpha, beta, run_listener, make_router):
     change(alpha, smtp_outbound_tcp_status="negotiated_ssl", smtp_outbound_tcp_port=beta.smtp_inbound_tcp_port)
     run_listener(beta)
@@ -151,12 +136,17 @@ def test_negotiated_ssl_to_a_server_without_starttls_goes_in_clear_and_is_logged
     assert "The remote does not offer STARTTLS: the message goes in clear text (opportunistic TLS policy)." in attempt.detail
 
 
-@pytest.mark.parametrize("tcp_status", ["negotiated_ssl", "enabled"])
-def test_verified_policy_defers_when_starttls_is_missing_and_sends_nothing_in_clear(
-        alpha, beta, run_listener, make_router, configuration, tcp_status):
-    """A stripped STARTTLS (B offers none): under the verified policy nothing is sent, not even MAIL FROM."""
+@pytest.mark.parametrize(("tcp_status", "starttls_inbound", "reason"), [
+    ("negotiated_ssl", "enabled", "failed verification"),
+    ("negotiated_ssl", "disabled", "does not offer STARTTLS and the TLS policy is verified"),
+    ("enabled", "disabled", "does not offer STARTTLS and the TLS policy is verified"),
+], ids=["certificate-it-cannot-verify", "stripped-starttls", "stripped-starttls-on-a-clear-text-port"])
+def test_verified_policy_defers_and_sends_nothing_in_clear(
+        alpha, beta, run_listener, make_router, configuration, tcp_status, starttls_inbound, reason):
+    """The test CA is not in the system trust store; B offering no STARTTLS is what an attacker stripping it
+    would show. Under the verified policy the message waits, says why, and not even MAIL FROM is sent."""
     change(alpha, smtp_outbound_tcp_status=tcp_status, smtp_outbound_tcp_port=beta.smtp_inbound_tcp_port)
-    change(beta_configuration(), starttls_inbound="disabled")
+    change(beta_configuration(), starttls_inbound=starttls_inbound)
     change(configuration, routes="beta.test 127.0.0.1 tls=verified")
     run_listener(beta)
     message = queue_at(alpha, [BOB])
@@ -165,7 +155,7 @@ def test_verified_policy_defers_when_starttls_is_missing_and_sends_nothing_in_cl
 
     queued = QueuedRecipient.objects.get(message=message)
     assert queued.state == QueuedRecipient.State.DEFERRED
-    assert "does not offer STARTTLS and the TLS policy is verified" in queued.last_error
+    assert reason in queued.last_error
     attempt = last_attempt(message)
     assert attempt.tls_policy == "verified"
     assert not any(line.lower().startswith("> mail") for line in attempt.transcript)
