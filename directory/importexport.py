@@ -287,7 +287,7 @@ CONFIGURATIONS = DocumentType("configurations", models.ConfigurationSettings, (
         size_extension=BOOLEAN, pipelining=BOOLEAN, eightbitmime=BOOLEAN, help_command=BOOLEAN, vrfy_command=BOOLEAN,
         anti_relay_enforcement=TEXT, internal_hosts=LINES, anti_relay_exclude_hosts=LINES,
         authenticated_users_relay=BOOLEAN, relay_allow_domains=LINES, relay_deny_domains=LINES,
-        connection_allow_hosts=LINES, connection_deny_hosts=LINES, error_limit=NUMBER,
+        connection_allow_hosts=LINES, connection_deny_hosts=LINES, error_limit=NUMBER, administrators=LINES,
     ),
 ), identity="server", lookup="server__name", hierarchical=True)
 

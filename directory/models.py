@@ -85,6 +85,10 @@ def default_internal_hosts():
     return ["127.0.0.0/8", "::1"]
 
 
+def default_administrators():
+    return ["LocalDomainAdmins"]
+
+
 def default_any():
     return ["*"]
 
@@ -516,6 +520,11 @@ class ConfigurationSettings(Document):
     error_limit = models.PositiveIntegerField(
         _("Error limit before connection is terminated"), default=10, validators=[MinValueValidator(1), MaxValueValidator(1000)],
         help_text=_("Protocol errors allowed in a session before 421 closes it."),
+    )
+    administrators = list_field(
+        _("Administrators"), validators.validate_name_or_wildcard,
+        _("People and groups who receive mail sent to postmaster, one per line (RFC 5321 s 4.5.1)."),
+        default=default_administrators,
     )
 
     secret_fields = ("relay_auth_password",)

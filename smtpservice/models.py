@@ -61,7 +61,10 @@ class ReceivedMessage(models.Model):
 class MailboxEntry(models.Model):
     """One local delivery: a received message in a person's mailbox."""
 
-    person = models.ForeignKey("directory.Person", verbose_name=_("person"), on_delete=models.CASCADE, related_name="mailbox")
+    person = models.ForeignKey(
+        "directory.Person", verbose_name=_("person"), on_delete=models.CASCADE, related_name="mailbox", null=True, blank=True,
+        help_text=_("Empty for the postmaster mailbox: mail to postmaster while Administrators names no person."),
+    )
     message = models.ForeignKey(ReceivedMessage, verbose_name=_("message"), on_delete=models.CASCADE, related_name="mailbox_entries")
     recipient = models.CharField(_("recipient"), max_length=512)
     delivered_at = models.DateTimeField(_("delivered"), default=timezone.now, db_index=True)

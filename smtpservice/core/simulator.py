@@ -1,7 +1,7 @@
 """Policy simulator: what the listener would answer a given client, step by step, and why.
 
 Pure: ``simulate(snap, inputs)`` takes the ``SettingsSnapshot`` the listener itself loads
-(``smtpservice.store.snapshot.load_snapshot``) and plays the session with ``sequence.PolicySession``, the
+(``smtpservice.store.snapshot.load_snapshot``) and plays the session with ``session.Simulation``, the
 listener's order of questions to ``smtpservice.core.policy``. Each ``Step`` is one thing the client does,
 the exact reply it gets, and checks that explain the answer: the list entry, site or document that
 decided, asked of the same policy functions. Nothing is sent and nothing is stored.
@@ -13,7 +13,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
 from smtpservice.core import policy, throttle
-from smtpservice.core import session as sequence
+from smtpservice.core import session as machine
 
 CLIENT_NAME = "client.example.org"
 """The EHLO name the simulated client gives; the policy never looks at it."""
@@ -55,7 +55,7 @@ class Step:
     command: str
     title: str
     sent: str
-    reply: sequence.Reply | None
+    reply: machine.Reply | None
     checks: tuple = ()
     argument: str = ""
     kind: str = ""
@@ -257,7 +257,7 @@ def simulate(snap, inputs, verify_password=None):
     kind = port_kind(snap, inputs.port)
     unreachable = _unreachable(snap, inputs, kind)
     if unreachable:
-        step = Step(CONNECT, _connect_title(inputs), "", sequence.Reply(
+        step = Step(CONNECT, _connect_title(inputs), "", machine.Reply(
             None, "", policy.Decision(False, None, "", "not_listening", unreachable), True,
         ), (Check(_("Port"), unreachable, False),))
         return Simulation(inputs, kind, (step,), unreachable)
@@ -265,7 +265,7 @@ def simulate(snap, inputs, verify_password=None):
                                 client_host=inputs.client_host or None)
     if inputs.password is None:
         verify_password = _assume_right
-    session = sequence.PolicySession(snap, facts, verify_password)
+    session = machine.Simulation(snap, facts, verify_password)
     steps = []
     checks = _connect_checks(snap, facts, session)
     steps.append(Step(CONNECT, _connect_title(inputs), "", session.connect(), tuple(checks)))
@@ -310,6 +310,7 @@ def simulate(snap, inputs, verify_password=None):
         for address in inputs.recipients:
             reply = session.rcpt(address)
             kind_of = getattr(reply.decision, "kind", "") if reply.accepted else "refused"
+            kind_of = "local" if kind_of == "postmaster" else kind_of
             recipients[kind_of or "refused"].append(address)
             title = _("RCPT TO %(address)s") % {"address": address}
             steps.append(Step(RCPT, title, f"RCPT TO:<{address}>", reply, (_reply_check(_("Recipient"), reply),),

@@ -5,7 +5,8 @@ import signal
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
 
-from smtpservice.listener.service import Limits, ListenerService
+from smtpservice.core.limits import Limits
+from smtpservice.listener.service import ListenerService
 from smtpservice.store.snapshot import ServerNotFound
 
 

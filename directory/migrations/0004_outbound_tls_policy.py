@@ -27,7 +27,7 @@ def keep_what_each_destination_did(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('directory', '0002_documentversion'),
+        ('directory', '0003_configuration_administrators'),
     ]
 
     operations = [

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('directory', '0003_outbound_tls_policy'),
+        ('directory', '0004_outbound_tls_policy'),
     ]
 
     operations = [

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('smtpservice', '0004_attempt_tls_policy'),
+        ('smtpservice', '0005_attempt_tls_policy'),
     ]
 
     operations = [

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('smtpservice', '0003_outbound_delivery'),
+        ('smtpservice', '0004_postmaster_mailbox'),
     ]
 
     operations = [
