@@ -302,7 +302,7 @@ class ConfigurationSettingsForm(DocumentForm):
     def clean_relay_tls_policy(self) -> str:
         return self.cleaned_data["relay_tls_policy"] or models.TlsPolicy.OPPORTUNISTIC
 
-    def clean_routes(self):
+    def clean_routes(self) -> list:
         routes = self.cleaned_data["routes"]
         validators.validate_routes(routes)
         return routes

@@ -545,7 +545,7 @@ class ConfigurationSettings(Document):
     def get_absolute_url(self):
         return reverse("directory:configurationsettings-detail", args=[self.pk])
 
-    def clean(self):
+    def clean(self) -> None:
         errors = {}
         others = ConfigurationSettings.objects.exclude(pk=self.pk)
         if self.server_id is None and others.filter(server__isnull=True).exists():
@@ -571,7 +571,7 @@ class ConfigurationSettings(Document):
     def effective_local_domains(self, server):
         return self.local_domains or [server.host_domain]
 
-    def warnings(self):
+    def warnings(self) -> list[tuple[str, str, str]]:
         result = []
         if self.anti_relay_enforcement == AntiRelayEnforcement.NONE:
             result.append(("anti_relay_enforcement", "open_relay", _("Security: with no anti-relay enforcement, anyone may relay through this server.")))

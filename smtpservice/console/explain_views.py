@@ -6,6 +6,7 @@ URL. The self-test opens real SMTP sessions to the server's own ports, so it nee
 """
 from dataclasses import replace
 
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils.decorators import method_decorator
 from django.utils.functional import cached_property
@@ -50,7 +51,7 @@ class SimulatorView(ServerPageMixin, TemplateView):
     def get(self, request, *args, **kwargs):
         return self.render_to_response(self.get_context_data(form=SimulatorForm(self.snapshot)))
 
-    def post(self, request, *args, **kwargs):
+    def post(self, request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
         form = SimulatorForm(self.snapshot, data=request.POST)
         simulation = None
         if form.is_valid():

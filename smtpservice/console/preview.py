@@ -166,7 +166,8 @@ def with_site(snap, site, stored):
     return replace(snap, sites=sites)
 
 
-def effect(server_name, old, new, status=None):
+def effect(server_name: str, old: policy.SettingsSnapshot | None, new: policy.SettingsSnapshot,
+           status: ListenerStatus | None = None) -> ServerEffect:
     """Pair the ports of ``old`` and ``new`` by kind; ``old`` None for a server no listener has served."""
     reported = {}
     if status is not None and not status.is_stale:

@@ -148,7 +148,7 @@ def outbound_blocked(ports, smtp_outside_local_domain, config_source=""):
     return ""
 
 
-def destination_for(snap, recipient):
+def destination_for(snap: policy.SettingsSnapshot, recipient: str) -> Destination | Blocked:
     """Relay host if set, else the first matching SMTP connection route, else the domain's MX (spec 5.1)."""
     _local, domain = split_address(recipient)
     if not _local or not domain:

@@ -7,6 +7,7 @@ the exact reply it gets, and checks that explain the answer: the list entry, sit
 decided, asked of the same policy functions. Nothing is sent and nothing is stored.
 """
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.utils.translation import gettext as _
@@ -181,7 +182,7 @@ def _client_name_check(snap: policy.SettingsSnapshot, facts: policy.SessionFacts
     return Check(_("Client host name"), _("The client is named %(host)s; no host name entry matches it.") % values)
 
 
-def _connect_checks(snap, facts, session):
+def _connect_checks(snap: policy.SettingsSnapshot, facts: policy.SessionFacts, session: machine.Simulation) -> list[Check]:
     binding = next(binding for binding in policy.bindings(snap) if binding.port_kind == facts.port)
     checks = [Check(_("Port"), binding.detail, True)]
     name_check = _client_name_check(snap, facts)
@@ -252,7 +253,7 @@ def _reply_check(title, reply):
     return Check(title, reply.decision.detail, reply.accepted if reply.code is not None else False)
 
 
-def simulate(snap, inputs, verify_password=None):
+def simulate(snap: policy.SettingsSnapshot, inputs: Inputs, verify_password: Callable[[str, str], bool] | None = None) -> Simulation:
     """The steps of the session ``inputs`` describes, as the listener serving ``snap`` would answer them."""
     kind = port_kind(snap, inputs.port)
     unreachable = _unreachable(snap, inputs, kind)

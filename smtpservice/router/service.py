@@ -37,6 +37,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from smtpservice.core import outbound
+from smtpservice.core.policy import ConfigSnapshot, SettingsSnapshot
 from smtpservice.models import DeliveryAttempt, QueuedRecipient, ReceivedMessage
 from smtpservice.store import queue, storage
 from smtpservice.store import snapshot as snapshots
@@ -418,7 +419,7 @@ class Router:
             self.forget(ids)
             connections.close_all()
 
-    def send_group(self, snap, destination, rows):
+    def send_group(self, snap: SettingsSnapshot, destination: outbound.Destination | outbound.Blocked, rows: list) -> None:
         messages = {message.pk: message for message in ReceivedMessage.objects.filter(pk__in={row.message_id for row in rows})}
         by_message = {}
         for row in rows:
@@ -457,7 +458,7 @@ class Router:
             except (OSError, smtplib.SMTPException):
                 client.close()
 
-    def connect(self, snap, destination, attempt):
+    def connect(self, snap: SettingsSnapshot, destination: outbound.Destination, attempt: AttemptLog) -> TracingSMTP:
         """The first session that opens, trying each host, then each step of the plan, in order.
 
         Fills ``attempt`` with the connection used, or the last one tried when none opens.
@@ -493,7 +494,8 @@ class Router:
             return client
         raise error
 
-    def open_with_fallback(self, snap, destination, host, step, attempt):
+    def open_with_fallback(self, snap: SettingsSnapshot, destination: outbound.Destination, host: str, step: outbound.Step,
+                           attempt: AttemptLog) -> TracingSMTP:
         """``open`` with AUTH as configured; relay credentials refused under Enabled: a new session without."""
         try:
             return self.open(snap, destination, host, step, attempt, authenticate=destination.authenticate)
@@ -567,7 +569,7 @@ class Router:
         attempt.tls, attempt.certificate = DeliveryAttempt.Tls.STARTTLS, destination.certificate_check
         client.ehlo()
 
-    def authenticate(self, client, config, attempt):
+    def authenticate(self, client: TracingSMTP, config: ConfigSnapshot, attempt: AttemptLog) -> None:
         """Use authentication when sending to the relay host: Required never sends without it (spec 5.3).
 
         One mechanism only (CRAM-MD5, PLAIN, then LOGIN, the first offered): a server may close the
@@ -648,7 +650,7 @@ class Router:
 
     # --- results ---------------------------------------------------------------------------------
 
-    def record(self, snap, message, rows, results, attempt):
+    def record(self, snap: SettingsSnapshot, message: ReceivedMessage, rows: list, results: dict, attempt: AttemptLog) -> None:
         """Write one attempt and each recipient's new state in one transaction; report failures to the sender."""
         now = self.clock()
         expires = message.received_at + self.lifetime
