@@ -71,6 +71,51 @@ def clear_cache() -> None:
     _cache.clear()
 
 
+def addresses_of(name: str) -> frozenset:
+    """Blocking: the addresses a host name's forward lookup gives (none when it fails)."""
+    try:
+        return frozenset(
+            ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
+        )
+    except (OSError, ValueError, UnicodeError):
+        return frozenset()
+
+
+def mapped_names(snap: policy.SettingsSnapshot) -> tuple[str, ...]:
+    """The host names (not addresses, not ``*``) that the server's Internet Sites are mapped to, in site order."""
+    names = (entry.strip().rstrip(".").lower() for site in snap.sites for entry in site.mapped_addresses)
+    return tuple(dict.fromkeys(name for name in names if name != "*" and not policy.is_address_entry(name)))
+
+
+async def local_name(local_ip: str, names: tuple[str, ...], timeout: float = TIMEOUT) -> str | None:
+    """The first of ``names`` (``mapped_names``) whose forward lookup gives ``local_ip``: the name the client
+    connected to, for Internet Sites mapped by host name (spec 3.2). None when none does, a lookup fails, or
+    the lookups take longer than ``timeout`` in all. Answers are cached as ``client_name``'s."""
+    if not names:
+        return None
+    try:
+        wanted = ipaddress.ip_address(local_ip)
+    except ValueError:
+        return None
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    for name in names:
+        key = f"name:{name.lower()}"
+        cached = _cache.get(key)
+        if cached and cached[0] > time.monotonic():
+            found = cached[1]
+        else:
+            try:
+                found = await asyncio.wait_for(loop.run_in_executor(_pool, addresses_of, name), max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                log.info("the addresses of %s were not found in time: no local host name for %s", name, local_ip)
+                return None
+            _cache[key] = (time.monotonic() + CACHE_SECONDS, found)
+        if wanted in found:
+            return name.rstrip(".").lower()
+    return None
+
+
 def needs_names(snap: policy.SettingsSnapshot) -> bool:
     """True only when some host list entry in force is a name (or a ``.domain`` suffix): connection
     allow/deny always; Internal hosts with anti-relay enforcement External hosts; exclusions unless None."""

@@ -116,3 +116,16 @@ def test_the_simulator_shows_which_entry_the_client_name_matches(reader_client, 
     form["client_host"] = ""
     page = html.unescape(reader_client.post(reverse("explain:simulator", args=[server.pk]), form).content.decode())
     assert "No host name given" in page
+
+
+def test_the_name_the_client_connected_to_is_a_mapped_name_that_resolves_to_the_local_address():
+    resolve.clear_cache()
+    assert asyncio.run(resolve.local_name("127.0.0.1", ("mail.acme.invalid", "LOCALHOST"))) == "localhost"
+    assert asyncio.run(resolve.local_name("127.0.0.1", ("mail.acme.invalid",))) is None
+    assert asyncio.run(resolve.local_name("127.0.0.1", ())) is None
+
+
+def test_only_site_mappings_written_as_names_are_looked_up():
+    sites = (policy.SiteSnapshot("A", mapped_addresses=("127.0.0.1", "mx.acme.test", "*")),
+             policy.SiteSnapshot("B", mapped_addresses=("MX.acme.test", "smtp.acme.test")))
+    assert resolve.mapped_names(snapshot(sites=sites)) == ("mx.acme.test", "smtp.acme.test")
