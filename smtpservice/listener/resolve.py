@@ -37,12 +37,9 @@ def confirmed_name(ip: str) -> str | None:
     try:
         address = ipaddress.ip_address(ip)
         name = socket.gethostbyaddr(str(address))[0]
-        forward = {
-            ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
-        }
     except (OSError, ValueError, UnicodeError):
         return None
-    return name.rstrip(".").lower() if address in forward else None
+    return name.rstrip(".").lower() if address in addresses_of(name) else None
 
 
 async def client_name(ip: str, timeout: float = TIMEOUT) -> str | None:
