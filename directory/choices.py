@@ -35,6 +35,13 @@ class RelayAuth(TextChoices):
     DISABLED = "disabled", _("Disabled")
 
 
+class TlsPolicy(TextChoices):
+    """TLS policy of an outbound destination (spec 5.5); the values are ``smtpservice.core.outbound``'s."""
+
+    OPPORTUNISTIC = "opportunistic", _("Opportunistic (encrypt when offered, accept any certificate)")
+    VERIFIED = "verified", _("Verified (TLS required, certificate checked)")
+
+
 class AntiRelayEnforcement(TextChoices):
     EXTERNAL = "external", _("External hosts")
     ALL = "all", _("All connecting hosts")

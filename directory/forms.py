@@ -52,50 +52,54 @@ class LinesField(forms.Field):
 
 
 class RoutesField(forms.Field):
-    """SMTP connection routes: ``domain host[:port] [ca=/path/ca.pem] [tls=any]`` per line, or a JSON
-    list of {domain, host[, tls][, ca_file]}."""
+    """SMTP connection routes: ``domain host[:port] [tls=opportunistic|verified] [ca=/path/ca.pem]`` per line,
+    or a JSON list of {domain, host[, tls_policy][, ca_file]}; the older ``tls=any|verify`` is read too."""
 
     widget = forms.Textarea(attrs={"rows": 3})
-    OPTIONS = {"ca": "ca_file", "tls": "tls"}
+    OPTIONS = {"tls": "tls_policy", "ca": "ca_file"}
 
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs: object) -> None:
         kwargs.setdefault("required", False)
         kwargs.setdefault("help_text", _(
             "One route per line: domain pattern, then the destination host or host:port, then optionally "
-            "ca=/path/to/ca.pem (trust this CA bundle) or tls=any (accept any certificate), such as "
-            "partner.test 127.0.0.1:2626 ca=/etc/ssl/partner-ca.pem. Certificates are otherwise verified "
-            "against the system trust store."
+            "tls=opportunistic (the default: STARTTLS when offered, any certificate) or tls=verified (TLS required, "
+            "certificate checked against the system trust store, or the bundle of ca=/path/to/ca.pem), such as "
+            "partner.test 127.0.0.1:2626 tls=verified ca=/etc/ssl/partner-ca.pem."
         ))
         super().__init__(**kwargs)
 
-    def to_python(self, value):
+    def to_python(self, value: object) -> list:
         if value in (None, ""):
             return []
         if isinstance(value, list):
-            return value
+            return [validators.normalize_route(route) for route in value]
         if not isinstance(value, str):
             raise forms.ValidationError(_("Enter one route per line: domain, then host."), code="invalid_route")
         return [self.parse_line(line) for line in value.splitlines() if line.replace("->", " ").split()]
 
-    def parse_line(self, line):
+    def parse_line(self, line: str) -> dict:
         parts = line.replace("->", " ").split()
         options = [part.partition("=") for part in parts[2:]]
         if len(parts) < 2 or any(not sep or key not in self.OPTIONS for key, sep, _value in options):
             raise forms.ValidationError(
                 _("“%(line)s”: write a domain pattern, then the destination host (partner.test 127.0.0.1:2626), "
-                  "then optionally ca=/path/to/ca.pem or tls=any."),
+                  "then optionally tls=opportunistic or tls=verified, and ca=/path/to/ca.pem."),
                 code="invalid_route",
                 params={"line": line.strip()},
             )
-        return {"domain": parts[0], "host": parts[1], **{self.OPTIONS[key]: value for key, _sep, value in options}}
+        route = {"domain": parts[0], "host": parts[1]}
+        for key, _sep, value in options:
+            route[self.OPTIONS[key]] = validators.LEGACY_ROUTE_TLS.get(value, value) if key == "tls" else value
+        return route
 
-    def prepare_value(self, value):
+    def prepare_value(self, value: object) -> object:
         if isinstance(value, list):
             names = {field: key for key, field in self.OPTIONS.items()}
+            routes = [validators.normalize_route(route) for route in value]
             return "\n".join(
                 " ".join([route.get("domain", ""), route.get("host", ""),
-                          *(f"{names[field]}={route[field]}" for field in ("ca_file", "tls") if route.get(field))])
-                for route in value if isinstance(route, dict)
+                          *(f"{names[field]}={route[field]}" for field in self.OPTIONS.values() if route.get(field))])
+                for route in routes if isinstance(route, dict)
             )
         return value
 
@@ -144,6 +148,11 @@ class DocumentForm(forms.ModelForm):
                 if self.initial.get(name) is not None and self.initial[name] == getattr(self.instance, model_field.attname):
                     # The instance gives the primary key but the choices are names: select the current one.
                     self.initial[name] = getattr(self.instance, name).name
+            if model_field.validators[:len(models.PORT_VALIDATORS)] == models.PORT_VALIDATORS:
+                # PositiveIntegerField's own form check says "greater than or equal to 0": one range, one message.
+                field.min_value, field.max_value = 1, 65535
+                field.widget.attrs.update(min=1, max=65535)
+                field.error_messages.update(min_value=models.PORT_RANGE_MESSAGE, max_value=models.PORT_RANGE_MESSAGE)
             if field.initial is None and model_field.has_default():
                 # A new document shows its defaults on the fields declared or replaced here too.
                 field.initial = model_field.default
@@ -257,8 +266,9 @@ class ConfigurationSettingsForm(DocumentForm):
     class Meta:
         model = models.ConfigurationSettings
         fields = [
-            "server", "local_domains", "smtp_outside_local_domain", "relay_host", "relay_ca_file", "relay_auth",
-            "relay_auth_name", "routes", "max_message_size_kb", "max_recipients", "starttls_inbound", "size_extension",
+            "server", "local_domains", "smtp_outside_local_domain", "relay_host", "relay_auth", "relay_auth_name",
+            "relay_auth_allow_cleartext", "relay_tls_policy", "relay_ca_bundle", "routes", "max_message_size_kb",
+            "max_recipients", "starttls_inbound", "size_extension",
             "pipelining", "eightbitmime", "help_command", "vrfy_command", "anti_relay_enforcement", "internal_hosts",
             "anti_relay_exclude_hosts", "authenticated_users_relay", "relay_allow_domains", "relay_deny_domains",
             "connection_allow_hosts", "connection_deny_hosts", "error_limit", "administrators",
@@ -266,7 +276,10 @@ class ConfigurationSettingsForm(DocumentForm):
 
     tabs = (
         (_("Basics"), ["server", "local_domains", "administrators"]),
-        (_("Router/SMTP"), ["smtp_outside_local_domain", "relay_host", "relay_ca_file", "relay_auth", "relay_auth_name", "relay_auth_password", "routes"]),
+        (_("Router/SMTP"), [
+            "smtp_outside_local_domain", "relay_host", "relay_auth", "relay_auth_name", "relay_auth_password",
+            "relay_auth_allow_cleartext", "relay_tls_policy", "relay_ca_bundle", "routes",
+        ]),
         (_("Restrictions and Controls"), [
             "anti_relay_enforcement", "internal_hosts", "anti_relay_exclude_hosts", "authenticated_users_relay",
             "relay_allow_domains", "relay_deny_domains", "connection_allow_hosts", "connection_deny_hosts",
@@ -283,8 +296,13 @@ class ConfigurationSettingsForm(DocumentForm):
             (False, _("Perform anti-relay checks for authenticated users")),
         ]
         self.fields["authenticated_users_relay"].label = _("Authenticated users")
+        # Data written before the TLS policy existed (older forms, scripts) leaves it out: it means the default.
+        self.fields["relay_tls_policy"].required = False
 
-    def clean_routes(self):
+    def clean_relay_tls_policy(self) -> str:
+        return self.cleaned_data["relay_tls_policy"] or models.TlsPolicy.OPPORTUNISTIC
+
+    def clean_routes(self) -> list:
         routes = self.cleaned_data["routes"]
         validators.validate_routes(routes)
         return routes

@@ -15,7 +15,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
 from django.utils.translation import gettext_lazy as _
 
-from directory import audit, models, names
+from directory import audit, models, names, validators
 from directory.forms import FORMS
 
 FORMAT = 1
@@ -114,13 +114,14 @@ class Lines(Kind):
 
 class Routes(Kind):
     expected = _('a list of routes ({"domain": ..., "host": ...})')
-    KEYS = ("domain", "host", "tls", "ca_file")
 
-    def accepts(self, value):
+    def accepts(self, value: object) -> bool:
         return isinstance(value, list) and all(isinstance(item, dict) for item in value)
 
-    def dump(self, instance, name):
-        return [{key: route[key] for key in self.KEYS if key in route} for route in getattr(instance, name)]
+    def dump(self, instance: object, name: str) -> list:
+        """Each route with its keys in the format's order; an older ``tls`` key is written as ``tls_policy``."""
+        routes = map(validators.normalize_route, getattr(instance, name))
+        return [{key: route[key] for key in validators.ROUTE_KEYS if key in route} for route in routes]
 
 
 class Reference(Kind):
@@ -277,11 +278,12 @@ SERVERS = DocumentType("servers", models.Server, (
 CONFIGURATIONS = DocumentType("configurations", models.ConfigurationSettings, (
     *keys(
         server=ServerOrDefault("servers"), local_domains=LINES, smtp_outside_local_domain=BOOLEAN, relay_host=TEXT,
-        relay_ca_file=TEXT, relay_auth=TEXT, relay_auth_name=TEXT,
+        relay_auth=TEXT, relay_auth_name=TEXT,
     ),
     Key(("relay_auth_password",), TEXT, secret=True, on_form=False),
     *keys(
-        routes=ROUTES, max_message_size_kb=NUMBER, max_recipients=NUMBER, starttls_inbound=TEXT,
+        relay_auth_allow_cleartext=BOOLEAN, relay_tls_policy=TEXT, relay_ca_bundle=TEXT, routes=ROUTES,
+        max_message_size_kb=NUMBER, max_recipients=NUMBER, starttls_inbound=TEXT,
         size_extension=BOOLEAN, pipelining=BOOLEAN, eightbitmime=BOOLEAN, help_command=BOOLEAN, vrfy_command=BOOLEAN,
         anti_relay_enforcement=TEXT, internal_hosts=LINES, anti_relay_exclude_hosts=LINES,
         authenticated_users_relay=BOOLEAN, relay_allow_domains=LINES, relay_deny_domains=LINES,

@@ -23,10 +23,13 @@ from directory.choices import (  # noqa: F401 (the models' choices, named as mod
     SiteType,
     StartTlsInbound,
     Status,
+    TlsPolicy,
 )
 from directory.validators import EachValidator
 
-PORT_VALIDATORS = [MinValueValidator(1), MaxValueValidator(65535)]
+PORT_RANGE_MESSAGE = _("Enter a port number from 1 to 65535.")
+"""The one message for a port out of range, whichever end (the form's own check and the model's agree)."""
+PORT_VALIDATORS = [MinValueValidator(1, message=PORT_RANGE_MESSAGE), MaxValueValidator(65535, message=PORT_RANGE_MESSAGE)]
 STANDARD_SMTP_PORT = 25
 SITE_NOT_ENABLED_TEXT = _("This site is not enabled on the server.")
 
@@ -228,7 +231,9 @@ class Server(Document):
     )
     smtp_inbound_enforce_server_access = models.BooleanField(
         _("Enforce server access settings"), default=False,
-        help_text=_("Yes: an authenticated user must be allowed by Access server and not listed in Not access server."),
+        help_text=_("Yes: an authenticated user must be allowed by Access server and not listed in Not access server. "
+                    "Anonymous sessions are not checked: where anonymous mail is allowed, a person refused here at AUTH "
+                    "can still send anonymously, as anyone can (spec 3.5)."),
     )
     smtp_inbound_tcp_auth_name_password = models.BooleanField(
         _("TCP/IP authentication: Name & password"), default=False,
@@ -414,11 +419,6 @@ class ConfigurationSettings(Document):
         validators=[validators.validate_host_port],
         help_text=_("host or host:port. Blank: deliver by SMTP connection routes, then MX records."),
     )
-    relay_ca_file = models.CharField(
-        _("CA bundle of the relay host"), max_length=500, blank=True, validators=[validators.validate_ca_file],
-        help_text=_("Absolute path of a CA bundle on the router's host, trusted for the relay host's certificate. "
-                    "Blank: the system trust store."),
-    )
     relay_auth = models.CharField(
         _("Use authentication when sending to the relay host"), max_length=10, choices=RelayAuth.choices, default=RelayAuth.DISABLED,
         help_text=_("Required: never send without AUTH. Enabled: fall back to no authentication."),
@@ -426,6 +426,21 @@ class ConfigurationSettings(Document):
     relay_auth_name = models.CharField(_("relay host user name"), max_length=200, blank=True, help_text=_("Name sent to the relay host with AUTH."))
     relay_auth_password = models.CharField(
         _("relay host password"), max_length=500, blank=True, help_text=_("Stored for AUTH to the relay host; never shown again."),
+    )
+    relay_auth_allow_cleartext = models.BooleanField(
+        _("Allow authentication to the relay host without TLS"), default=False,
+        help_text=_("No: the password is never sent in clear text; a relay host that offers AUTH without TLS "
+                    "gets no password, and the message waits."),
+    )
+    relay_tls_policy = models.CharField(
+        _("TLS policy for the relay host"), max_length=13, choices=TlsPolicy.choices, default=TlsPolicy.OPPORTUNISTIC,
+        help_text=_("Opportunistic: STARTTLS when offered, any certificate, else clear text, and the SSL port falls back "
+                    "to the TCP/IP port. Verified: TLS required and the certificate checked; never clear text."),
+    )
+    relay_ca_bundle = models.CharField(
+        _("CA bundle for the relay host"), max_length=500, blank=True, validators=[validators.validate_ca_bundle_path],
+        help_text=_("With the verified policy: the absolute path of a PEM bundle on the router's host to trust "
+                    "instead of the system trust store."),
     )
     routes = models.JSONField(
         _("SMTP connection routes"), default=list, blank=True, validators=[validators.validate_routes],
@@ -510,7 +525,7 @@ class ConfigurationSettings(Document):
     def get_absolute_url(self):
         return reverse("directory:configurationsettings-detail", args=[self.pk])
 
-    def clean(self):
+    def clean(self) -> None:
         errors = {}
         others = ConfigurationSettings.objects.exclude(pk=self.pk)
         if self.server_id is None and others.filter(server__isnull=True).exists():
@@ -520,6 +535,11 @@ class ConfigurationSettings(Document):
         if self.relay_auth != RelayAuth.DISABLED and not self.relay_host:
             errors["relay_auth"] = ValidationError(
                 _("Authentication to the relay host needs a relay host."), code="relay_auth_without_host"
+            )
+        if self.relay_ca_bundle and self.relay_tls_policy != TlsPolicy.VERIFIED:
+            errors["relay_ca_bundle"] = ValidationError(
+                _("A CA bundle is used only with the verified TLS policy: choose Verified, or remove the bundle."),
+                code="relay_ca_bundle_with_opportunistic",
             )
         if self.relay_auth != RelayAuth.DISABLED and not self.relay_auth_name:
             errors["relay_auth_name"] = ValidationError(
@@ -531,22 +551,36 @@ class ConfigurationSettings(Document):
     def effective_local_domains(self, server):
         return self.local_domains or [server.host_domain]
 
-    def warnings(self):
+    def warnings(self) -> list[tuple[str, str, str]]:
         result = []
         if self.anti_relay_enforcement == AntiRelayEnforcement.NONE:
             result.append(("anti_relay_enforcement", "open_relay", _("Security: with no anti-relay enforcement, anyone may relay through this server.")))
         if self.starttls_inbound != StartTlsInbound.REQUIRED:
-            servers = [self.server] if self.server_id else Server.objects.exclude(own_configuration__isnull=False)
-            weak = [s.name for s in servers if s.smtp_inbound_tcp_auth_name_password]
-            if weak:
-                result.append((
-                    "starttls_inbound", "cleartext_auth",
-                    _(
-                        "Security: %(servers)s offer Name & password on the TCP/IP port; without STARTTLS Required, "
-                        "passwords can travel in clear text."
-                    ) % {"servers": ", ".join(weak)},
-                ))
+            servers = [self.server] if self.server_id else list(Server.objects.exclude(own_configuration__isnull=False))
+            # Server documents decide the authentication options without Internet Sites, the sites with them (spec 2).
+            weak = (
+                ("cleartext_auth", [s.name for s in servers if s.smtp_inbound_tcp_auth_name_password and not s.load_internet_sites], _(
+                    "Security: %(servers)s offer Name & password on the TCP/IP port; without STARTTLS Required, "
+                    "passwords can travel in clear text."
+                )),
+                ("cleartext_auth_sites", clear_text_sites(s for s in servers if s.load_internet_sites), _(
+                    "Security: the Internet Sites %(sites)s offer Name & password on the TCP/IP port of servers these "
+                    "settings apply to; without STARTTLS Required, passwords can travel in clear text."
+                )),
+            )
+            result.extend(
+                ("starttls_inbound", code, message % {"servers": ", ".join(found), "sites": ", ".join(found)})
+                for code, found, message in weak if found
+            )
         return result
+
+
+def clear_text_sites(servers: object) -> list[str]:
+    """Names of the SMTP Inbound sites with TCP/IP Name & password Yes that host any of ``servers`` (which
+    load Internet Sites): each would accept AUTH in clear text unless its server's STARTTLS is Required."""
+    servers = list(servers)
+    sites = InternetSite.objects.filter(site_type=SiteType.SMTP_INBOUND, tcp_auth_name_password=True)
+    return [site.name for site in sites if any(site.hosts(server.name) for server in servers)]
 
 
 class InternetSiteQuerySet(models.QuerySet):
@@ -626,12 +660,29 @@ class InternetSite(Document):
             self.ssl_auth_name_password, self.ssl_auth_anonymous,
         ))
 
-    def warnings(self):
+    def warnings(self) -> list[tuple[str, str, str]]:
         if self.all_options_off:
             return [("tcp_auth_anonymous", "all_options_off", _(
                 "Every authentication option is No: connections to this site will get “%(text)s”"
             ) % {"text": SITE_NOT_ENABLED_TEXT})]
+        if self.tcp_auth_name_password:
+            return self.clear_text_warnings()
         return []
+
+    def clear_text_warnings(self) -> list[tuple[str, str, str]]:
+        """Name & password on the TCP/IP port, as the Server document warns: clear text unless every server
+        that loads this site has STARTTLS Required (and one does)."""
+        servers = [server for server in Server.objects.filter(load_internet_sites=True) if self.hosts(server.name)]
+        weak = [server.name for server in servers if (
+            (config := server.configuration()) is None or config.starttls_inbound != StartTlsInbound.REQUIRED
+        )]
+        if servers and not weak:
+            return []
+        where = ", ".join(weak) if weak else _("the servers that will load this site")
+        return [("tcp_auth_name_password", "cleartext_auth", _(
+            "Security: Name & password on the TCP/IP port while STARTTLS is not Required on %(servers)s lets clients "
+            "send passwords in clear text."
+        ) % {"servers": where})]
 
 
 class Person(Document):

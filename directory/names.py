@@ -40,6 +40,41 @@ def is_valid_name(name, hierarchical=False):
     return len(parts) >= 2 or not hierarchical
 
 
+COMMON_NAME_LENGTH = 80
+UNIT_LENGTH = 32
+ORGANIZATION_LENGTH = 64
+MAX_UNITS = 4
+"""Domino's limits on a hierarchical name: common name, each of at most four organizational units, the
+organization (HCL Domino Administrator, "Guidelines for naming")."""
+NAME_PUNCTUATION = frozenset("&-.'_ ")
+"""Besides letters and digits (of any script), what a name component may hold, as in Domino."""
+
+COMPONENT_CHARACTERS = "characters"
+COMPONENT_LENGTH = "length"
+TOO_MANY_UNITS = "units"
+
+
+def name_problems(name: str) -> list[tuple[str, str, int]]:
+    """What breaks Domino's naming rules in ``name`` (already split by ``/`` into components):
+    ``[(problem, component, limit)]``, empty for a good name. Empty components are ``is_valid_name``'s."""
+    parts = abbreviate(name).split("/")
+    problems = []
+    if len(parts) - 2 > MAX_UNITS:
+        problems.append((TOO_MANY_UNITS, "", MAX_UNITS))
+    for index, part in enumerate(parts):
+        if not all(character.isalnum() or character in NAME_PUNCTUATION for character in part):
+            problems.append((COMPONENT_CHARACTERS, part, 0))
+        if index == 0:
+            limit = COMMON_NAME_LENGTH
+        elif index == len(parts) - 1:
+            limit = ORGANIZATION_LENGTH
+        else:
+            limit = UNIT_LENGTH
+        if len(part) > limit:
+            problems.append((COMPONENT_LENGTH, part, limit))
+    return problems
+
+
 def organization(name):
     """The organization of a hierarchical name is its last component (``mail1/Acme`` -> ``Acme``)."""
     parts = abbreviate(name).split("/")

@@ -56,13 +56,13 @@ def validate_ip_or_network(value):
         ) from None
 
 
-def validate_host_entry(value):
-    """An IP address, a CIDR range, or a host name."""
+def validate_host_entry(value: str) -> None:
+    """An IP address, a CIDR range, a host name, or ``.acme.test`` for any host of a domain (as Domino)."""
     if "/" in value or ":" in value or value.replace(".", "").isdigit():
         validate_ip_or_network(value)
-    elif not is_host_name(value):
+    elif not is_host_name(value.removeprefix(".") if value.startswith(".") and value.count(".") > 1 else value):
         raise ValidationError(
-            _("“%(value)s” is neither an IP address, a CIDR range nor a host name."),
+            _("“%(value)s” is neither an IP address, a CIDR range, a host name nor a .domain suffix."),
             code="invalid_host",
             params={"value": value},
         )
@@ -132,14 +132,39 @@ def validate_domain(value):
         )
 
 
-def validate_name(value):
-    """A Domino name: no empty component between slashes."""
+def validate_name(value: str) -> None:
+    """A Domino name: no empty component between slashes, and Domino's rules for each component."""
     if not names.is_valid_name(value):
         raise ValidationError(
             _("“%(value)s” is not a valid name (components separated by /, none empty)."),
             code="invalid_name",
             params={"value": value},
         )
+    validate_name_rules(value)
+
+
+def validate_name_rules(value: str) -> None:
+    """Domino's rules for a name's components (``names.name_problems``): the console and the import share them."""
+    errors = []
+    for problem, component, limit in names.name_problems(value):
+        shown = component if len(component) <= 40 else component[:40] + "…"
+        if problem == names.TOO_MANY_UNITS:
+            errors.append(ValidationError(
+                _("“%(value)s” has more than %(limit)s organizational units."),
+                code="invalid_name_units", params={"value": value[:100], "limit": limit},
+            ))
+        elif problem == names.COMPONENT_CHARACTERS:
+            errors.append(ValidationError(
+                _("“%(component)s”: a name may hold letters, digits, spaces and & - . ' _ only (components separated by /)."),
+                code="invalid_name_character", params={"component": shown},
+            ))
+        else:
+            errors.append(ValidationError(
+                _("“%(component)s” is longer than %(limit)s characters, the most Domino allows for this part of a name."),
+                code="invalid_name_length", params={"component": shown, "limit": limit},
+            ))
+    if errors:
+        raise ValidationError(errors)
 
 
 def validate_name_or_wildcard(value):
@@ -151,23 +176,31 @@ def validate_name_or_wildcard(value):
                 code="invalid_name",
                 params={"value": value},
             )
+        if value != "*":
+            validate_name_rules(value[2:])
         return
     validate_name(value)
 
 
-def validate_hierarchical_name(value):
+def validate_hierarchical_name(value: str) -> None:
     if not names.is_valid_name(value, hierarchical=True):
         raise ValidationError(
             _("“%(value)s” is not a hierarchical name such as mail1/Acme."),
             code="invalid_name",
             params={"value": value},
         )
+    validate_name_rules(value)
 
 
 def validate_server_entry(value):
     """A server name or ``*`` (all servers), as in a Site document's hosting list."""
     if value != "*":
         validate_hierarchical_name(value)
+
+
+MAX_ENTRY_LENGTH = 255
+"""The longest entry of a list field: a Domino name (80 + 4 × 32 + 64 with its slashes) or a host name
+(253) fits; anything longer is an error, not something to store and show."""
 
 
 @deconstructible
@@ -177,7 +210,7 @@ class EachValidator:
     def __init__(self, entry_validator):
         self.entry_validator = entry_validator
 
-    def __call__(self, values):
+    def __call__(self, values: object) -> None:
         errors = []
         if not isinstance(values, list):
             raise ValidationError(_("Enter a list of entries."), code="invalid_list")
@@ -186,6 +219,11 @@ class EachValidator:
                 if not isinstance(value, str):
                     raise ValidationError(
                         _("“%(value)s” is not text."), code="invalid_entry", params={"value": value}
+                    )
+                if len(value) > MAX_ENTRY_LENGTH:
+                    raise ValidationError(
+                        _("“%(start)s…” is longer than %(limit)s characters (it has %(length)s)."), code="entry_too_long",
+                        params={"start": value[:40], "limit": MAX_ENTRY_LENGTH, "length": len(value)},
                     )
                 self.entry_validator(value)
             except ValidationError as error:
@@ -197,27 +235,44 @@ class EachValidator:
         return isinstance(other, EachValidator) and other.entry_validator is self.entry_validator
 
 
-ROUTE_TLS = ("verify", "any")
-"""A route's certificate check: verify (system trust store, or its ca_file) or accept any certificate."""
+TLS_POLICIES = ("opportunistic", "verified")
+"""TLS policies of an outbound destination (spec 5.5): opportunistic (encrypt when offered, any certificate,
+else clear text) or verified (TLS required, the certificate checked for the host name)."""
+LEGACY_ROUTE_TLS = {"any": "opportunistic", "verify": "verified"}
+"""A route's older key ``tls`` and its values, still read (spec 7) and mapped to ``tls_policy``."""
+ROUTE_KEYS = ("domain", "host", "tls_policy", "ca_file")
 
 
-def validate_ca_file(value):
-    """A CA bundle is named by its absolute path on the router's host (relay host, routes)."""
-    if value and not str(value).startswith("/"):
+def normalize_route(route: object) -> object:
+    """A route with its older ``tls`` key (``any``/``verify``) read as ``tls_policy``; anything else as is.
+
+    An unknown older value is kept, so that validation names it.
+    """
+    if not isinstance(route, dict) or "tls" not in route or "tls_policy" in route:
+        return route
+    normalized = {key: value for key, value in route.items() if key != "tls"}
+    normalized["tls_policy"] = LEGACY_ROUTE_TLS.get(route["tls"], route["tls"])
+    return normalized
+
+
+def validate_ca_bundle_path(value: str) -> None:
+    """A CA bundle is read on the router's host: its path must be absolute."""
+    if not isinstance(value, str) or (value and not value.startswith("/")):
         raise ValidationError(
-            _("“%(value)s”: give the absolute path of a CA bundle on the router's host, such as /etc/ssl/relay-ca.pem."),
-            code="invalid_ca_file", params={"value": value},
+            _("“%(value)s”: a CA bundle must be the absolute path of a PEM file on the router's host."),
+            code="invalid_ca_bundle", params={"value": value},
         )
 
 
-def validate_routes(routes):
+def validate_routes(routes: list) -> None:
     """SMTP connection routes: a list of {"domain": pattern, "host": host or host:port}, each with an
-    optional "tls" ("verify" or "any") and "ca_file" (absolute path of a CA bundle to trust)."""
+    optional "tls_policy" ("opportunistic" or "verified", the older "tls" key read too) and "ca_file"
+    (absolute path of a CA bundle to trust, with the verified policy)."""
     errors = []
-    for route in routes or []:
-        if not isinstance(route, dict) or not {"domain", "host"} <= set(route) <= {"domain", "host", "tls", "ca_file"}:
+    for route in map(normalize_route, routes or []):
+        if not isinstance(route, dict) or not {"domain", "host"} <= set(route) <= set(ROUTE_KEYS):
             errors.append(ValidationError(
-                _("Each route needs a domain and a host, and may have tls and ca_file."), code="invalid_route",
+                _("Each route needs a domain and a host, and may have tls_policy and ca_file."), code="invalid_route",
             ))
             continue
         for validator, value in ((validate_domain, route["domain"]), (validate_host_port, route["host"])):
@@ -225,19 +280,21 @@ def validate_routes(routes):
                 validator(str(value))
             except ValidationError as error:
                 errors.extend(error.error_list)
-        tls, ca_file = route.get("tls", "verify"), route.get("ca_file", "")
-        if tls not in ROUTE_TLS:
+        tls_policy, ca_file = route.get("tls_policy", TLS_POLICIES[0]), route.get("ca_file", "")
+        if tls_policy not in TLS_POLICIES:
             errors.append(ValidationError(
-                _("“%(value)s”: tls must be verify or any."), code="invalid_route_tls", params={"value": tls},
+                _("“%(value)s”: the TLS policy must be opportunistic or verified."), code="invalid_route_tls",
+                params={"value": tls_policy},
             ))
         if not isinstance(ca_file, str) or (ca_file and not ca_file.startswith("/")):
             errors.append(ValidationError(
                 _("“%(value)s”: ca_file must be the absolute path of a CA bundle on the router's host."),
                 code="invalid_route_ca_file", params={"value": ca_file},
             ))
-        elif ca_file and tls == "any":
+        elif ca_file and tls_policy != "verified":
             errors.append(ValidationError(
-                _("The route to %(host)s names a CA bundle and accepts any certificate: choose one."),
+                _("The route to %(host)s names a CA bundle but its TLS policy is opportunistic (any certificate): "
+                  "choose verified, or remove the bundle."),
                 code="route_ca_file_with_any", params={"host": route["host"]},
             ))
     if errors:

@@ -3,6 +3,8 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from directory.models import TlsPolicy
+
 
 class DirectoryRevision(models.Model):
     """One row counting directory changes, so a running listener sees a change with one cheap query."""
@@ -142,6 +144,10 @@ class DeliveryAttempt(models.Model):
     host = models.CharField(_("host"), max_length=255, blank=True)
     port = models.PositiveIntegerField(_("port"), null=True, blank=True)
     tls = models.CharField(_("TLS"), max_length=10, choices=Tls.choices, blank=True)
+    tls_policy = models.CharField(
+        _("TLS policy"), max_length=13, choices=TlsPolicy.choices, blank=True,
+        help_text=_("The policy in force for the destination (spec 5.5); blank for console actions."),
+    )
     certificate = models.CharField(_("certificate check"), max_length=300, blank=True)
     authentication = models.CharField(_("authentication"), max_length=300, blank=True)
     detail = models.TextField(_("detail"), blank=True)
@@ -240,3 +246,22 @@ class RouterStatus(models.Model):
     @property
     def is_stale(self):
         return not self.running or (timezone.now() - self.heartbeat_at).total_seconds() > self.STALE_AFTER_SECONDS
+
+
+class AuthFailure(models.Model):
+    """One failed AUTH (a password tried and refused), for throttling by account and address (docs/security.md)."""
+
+    client_address = models.GenericIPAddressField(_("client address"))
+    account = models.CharField(
+        _("account"), max_length=200, help_text=_("The person the login found, or the login as typed (lower case) when none."),
+    )
+    at = models.DateTimeField(_("time"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("failed authentication")
+        verbose_name_plural = _("failed authentications")
+        ordering = ["-at", "-pk"]
+        indexes = [
+            models.Index(fields=["client_address", "at"], name="authfailure_client_at"),
+            models.Index(fields=["account", "at"], name="authfailure_account_at"),
+        ]

@@ -8,6 +8,7 @@ from django import forms
 from django.core.validators import validate_email
 from django.utils.translation import gettext_lazy as _
 
+from directory import validators
 from smtpservice.core import simulator
 
 NO_TLS, STARTTLS, SSL_PORT = "none", "starttls", "ssl"
@@ -40,8 +41,14 @@ def address_list(value):
 class SimulatorForm(forms.Form):
     client_address = forms.GenericIPAddressField(
         label=_("Client address"), initial=DEFAULT_CLIENT, widget=text_input(),
-        help_text=_("The address the client connects from. The listener does not look up reverse names, so host "
-                    "names in the host lists never match a client."),
+        help_text=_("The address the client connects from."),
+    )
+    client_host = forms.CharField(
+        label=_("Client host name"), required=False, max_length=253, widget=text_input(),
+        validators=[validators.validate_host_name],
+        help_text=_("Optional: the name the listener would find for the client (a reverse lookup confirmed by a forward "
+                    "lookup). Host list entries written as names match it: the exact name, or .acme.test for any host "
+                    "in that domain."),
     )
     local_address = forms.GenericIPAddressField(
         label=_("Local address it connects to"), widget=text_input(),
@@ -110,6 +117,7 @@ class SimulatorForm(forms.Form):
         data = self.cleaned_data
         return simulator.Inputs(
             client_ip=data["client_address"], local_ip=data["local_address"], port=data["port"],
+            client_host=data["client_host"].strip().rstrip(".").lower(),
             starttls=data["tls"] == STARTTLS, login=data["login"].strip(),
             password=data["password"] if data["password"] else None,
             mail_from=data["mail_from"].strip(), recipients=data["recipients"],

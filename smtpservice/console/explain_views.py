@@ -4,6 +4,9 @@ Both read the settings snapshot the listener itself loads (``load_snapshot``). T
 nothing and answers a Reader; its form is posted so that a password typed in it never appears in a
 URL. The self-test opens real SMTP sessions to the server's own ports, so it needs an Editor.
 """
+from dataclasses import replace
+
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils.decorators import method_decorator
 from django.utils.functional import cached_property
@@ -15,7 +18,8 @@ from directory.models import Server
 from directory.permissions import RoleRequiredMixin
 from smtpservice.console import selftest
 from smtpservice.console.explain_forms import SimulatorForm
-from smtpservice.core import simulator
+from smtpservice.core import simulator, throttle
+from smtpservice.store import throttle as throttles
 from smtpservice.store.snapshot import load_snapshot
 
 
@@ -47,9 +51,16 @@ class SimulatorView(ServerPageMixin, TemplateView):
     def get(self, request, *args, **kwargs):
         return self.render_to_response(self.get_context_data(form=SimulatorForm(self.snapshot)))
 
-    def post(self, request, *args, **kwargs):
+    def post(self, request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
         form = SimulatorForm(self.snapshot, data=request.POST)
-        simulation = simulator.simulate(self.snapshot, form.inputs()) if form.is_valid() else None
+        simulation = None
+        if form.is_valid():
+            inputs = form.inputs()
+            if inputs.login:
+                account = throttle.account_for(self.snapshot, inputs.login)
+                counts = throttles.counts(inputs.client_ip, account, throttle.DEFAULT_LIMITS.window)
+                inputs = replace(inputs, auth_failures=counts)
+            simulation = simulator.simulate(self.snapshot, inputs)
         return self.render_to_response(self.get_context_data(form=form, simulation=simulation))
 
 

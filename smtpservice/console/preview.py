@@ -6,6 +6,8 @@ reconcile asks ``bindings`` too, so the preview cannot promise a port the listen
 Sessions in progress keep the snapshot they started with; the other changed settings apply to new
 connections (spec 3.10). Configuration Settings hold no port setting, so their ports stay as they are.
 """
+import errno
+import socket
 from dataclasses import dataclass, replace
 
 from django.utils.translation import gettext as _
@@ -40,6 +42,10 @@ class PortChange:
     new: policy.Binding
     bound_now: bool | None = None
     """What the running listener reports for this port now; None without a running listener."""
+    availability: str = ""
+    """Whether the port to be bound is free, when the console can know (it runs on the listener's host)."""
+    taken: bool | None = None
+    """True when another process holds the port on the listener's host; None when nobody can tell here."""
 
     @property
     def label(self):
@@ -136,7 +142,8 @@ def with_site(snap, site, stored):
     return replace(snap, sites=sites)
 
 
-def effect(server_name, old, new, status=None):
+def effect(server_name: str, old: policy.SettingsSnapshot | None, new: policy.SettingsSnapshot,
+           status: ListenerStatus | None = None) -> ServerEffect:
     """Pair the ports of ``old`` and ``new`` by kind; ``old`` None for a server no listener has served."""
     reported = {}
     if status is not None and not status.is_stale:
@@ -145,10 +152,54 @@ def effect(server_name, old, new, status=None):
                 reported[port["kind"]] = reported.get(port["kind"], True) and bool(port.get("bound"))
     before = {binding.port_kind: binding for binding in policy.bindings(old)} if old is not None else {}
     ports = tuple(
-        PortChange(binding.port_kind, before.get(binding.port_kind), binding, reported.get(binding.port_kind))
+        with_availability(PortChange(binding.port_kind, before.get(binding.port_kind), binding, reported.get(binding.port_kind)), status)
         for binding in policy.bindings(new)
     )
     return ServerEffect(server_name, ports, status)
+
+
+def with_availability(change: PortChange, status: ListenerStatus | None) -> PortChange:
+    """For a port the listener is to bind anew (BIND, MOVE), try it when the console runs on the listener's
+    host: a port another process holds would fail to bind after saving. Elsewhere, say that nobody can
+    tell from here. A REBIND keeps the listener's own port, which a test bind would find taken by itself."""
+    if change.effect not in (BIND, MOVE):
+        return change
+    values = {"port": change.new.port}
+    if status is None or status.host != socket.gethostname():
+        return replace(change, availability=_(
+            "The console does not run on this listener's host: it cannot know whether port %(port)s is free there."
+        ) % values)
+    problem = bind_problem(change.new.port, change.new.addresses)
+    if problem is None:
+        return replace(change, taken=False, availability=_("Port %(port)s is free on this host now.") % values)
+    return replace(change, taken=True, availability=problem)
+
+
+def bind_problem(port: int, addresses: tuple) -> str | None:
+    """Why the listener could not bind ``port`` on ``addresses`` (every address when empty) now, or None.
+
+    Binds as asyncio's server does (SO_REUSEADDR: a port in TIME_WAIT is free), then lets go at once.
+    """
+    for address in addresses or ("",):
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((address, port))
+            except OSError as error:
+                values = {"port": port, "address": address or _("every address"), "error": error.strerror or error}
+                if error.errno == errno.EADDRINUSE:
+                    return _(
+                        "Port %(port)s is already in use on %(address)s of this host by another process: after saving, "
+                        "the listener would fail to bind it."
+                    ) % values
+                if error.errno in (errno.EACCES, errno.EPERM):
+                    return _(
+                        "Port %(port)s needs the right to bind ports below 1024 on this host: after saving, the "
+                        "listener would fail to bind it."
+                    ) % values
+                return _("Port %(port)s cannot be bound on %(address)s of this host: %(error)s.") % values
+    return None
 
 
 def statuses(servers):

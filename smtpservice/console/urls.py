@@ -1,7 +1,8 @@
-"""URLs of the SMTP service pages, named ``smtpservice:<page>``; every page is Reader-level and read-only."""
+"""URLs of the SMTP service pages, named ``smtpservice:<page>``; every page is Reader-level and read-only,
+but for lifting an AUTH throttle (Manager)."""
 from django.urls import path
 
-from smtpservice.console import views
+from smtpservice.console import throttle_views, views
 
 app_name = "smtpservice"
 
@@ -14,4 +15,5 @@ urlpatterns = [
     path("mailboxes/messages/<int:pk>/", views.MailboxMessageView.as_view(), name="mailbox-message"),
     path("sessions/", views.SessionLogListView.as_view(), name="session-list"),
     path("sessions/<int:pk>/", views.SessionLogDetailView.as_view(), name="session-detail"),
+    path("sessions/throttles/", throttle_views.ThrottleListView.as_view(), name="throttle-list"),
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any
 
+from directory import validators
 from smtpservice.core import policy
 
 BINDING_FIELDS = (
@@ -79,8 +80,8 @@ def config_snapshot(document: Any, server: Any) -> policy.ConfigSnapshot:
     values = {option.name: getattr(document, option.name) for option in fields(policy.ConfigSnapshot)}
     values["local_domains"] = document.effective_local_domains(server)
     values["routes"] = tuple(
-        policy.Route(route["domain"], route["host"], route.get("tls", "verify"), route.get("ca_file", ""))
-        for route in document.routes
+        policy.Route(route["domain"], route["host"], route.get("tls_policy", policy.Route.tls), route.get("ca_file", ""))
+        for route in map(validators.normalize_route, document.routes)
     )
     return policy.ConfigSnapshot(**values)
 

@@ -38,16 +38,9 @@ class Limits:
     """Received headers a message may carry (RFC 5321 s 6.3; Postfix: hopcount_limit)."""
     tls_handshake_timeout: float = TLS_HANDSHAKE_TIMEOUT
     """Seconds a client has to finish a TLS handshake; then the connection is closed."""
-    auth_window: float = 900.0
-    """Seconds a failed AUTH counts against its client address and account."""
     auth_failures_per_session: int = 3
-    """Unsuccessful AUTH commands in one session (malformed ones: a wrong password closes the session)."""
-    auth_failures_per_client: int = 10
-    auth_failures_per_account: int = 10
-    """Failed AUTH from one address, and for one account from anywhere, in ``auth_window``; then 421."""
-    auth_delay: float = 1.0
-    """Seconds an AUTH waits after one earlier failure; doubled for each further one, up to ``auth_max_delay``."""
-    auth_max_delay: float = 16.0
+    """Unsuccessful AUTH commands in one session (malformed ones: a wrong password closes the session);
+    across sessions, ``core.throttle`` slows and refuses."""
     store_wait: float = 10.0
     """Seconds any database statement of the listener may wait for a lock (or run): then a message gets 451."""
     storage_backoff: float = 1.0
@@ -55,6 +48,6 @@ class Limits:
     watch_interval: float = 0.5
     """Seconds between checks of session lifetimes and data rates."""
     tracked_keys: int = 100_000
-    """Client addresses and accounts the AUTH counters remember at most (memory bound under a spray)."""
+    """Client addresses the session-limit log remembers at most (memory bound under a flood)."""
 
 

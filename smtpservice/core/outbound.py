@@ -28,8 +28,12 @@ IMPLICIT = "implicit"
 STARTTLS = "starttls"
 PLAIN = "plain"
 
-VERIFY = "verify"
-ANY_CERTIFICATE = "any"
+OPPORTUNISTIC = "opportunistic"
+"""TLS policy (spec 5.5), Domino's Negotiated SSL and Postfix's ``may``: encrypt when offered, accept any
+certificate, else clear text; the SSL port falls back to the TCP/IP port."""
+VERIFIED = "verified"
+"""TLS policy (spec 5.5), Postfix's ``verify``: TLS required and the certificate checked for the host name;
+a missing STARTTLS or a bad certificate defers, and nothing falls back to clear text."""
 
 NEGOTIATED_SSL = choices.OutboundTcpStatus.NEGOTIATED_SSL
 HELD = "held"
@@ -49,13 +53,17 @@ class Destination:
     kind: str
     host: str
     port: int | None = None
-    tls: str = VERIFY
+    tls: str = OPPORTUNISTIC
     ca_file: str = ""
     authenticate: bool = False
     detail: str = field(default="", compare=False)
 
     @property
-    def label(self):
+    def verified(self) -> bool:
+        return self.tls == VERIFIED
+
+    @property
+    def label(self) -> str:
         where = f"{self.host}:{self.port}" if self.port else self.host
         if self.kind == RELAY:
             return _("relay host %(host)s") % {"host": where}
@@ -64,10 +72,10 @@ class Destination:
         return _("MX records of %(domain)s") % {"domain": self.host}
 
     @property
-    def certificate_check(self):
+    def certificate_check(self) -> str:
         """How the remote's certificate is judged, in the words of the attempt log."""
-        if self.tls == ANY_CERTIFICATE:
-            return _("any certificate accepted (route option tls=any)")
+        if not self.verified:
+            return _("any certificate accepted (opportunistic TLS policy)")
         if self.ca_file:
             return _("certificate verified against the CA bundle %(path)s") % {"path": self.ca_file}
         return _("certificate verified against the system trust store")
@@ -88,11 +96,14 @@ class Step:
 
     port: int
     mode: str
+    required: bool = False
 
     @property
-    def label(self):
+    def label(self) -> str:
         if self.mode == IMPLICIT:
             return _("port %(port)s, TLS from the first byte") % {"port": self.port}
+        if self.mode == STARTTLS and self.required:
+            return _("port %(port)s, STARTTLS required") % {"port": self.port}
         if self.mode == STARTTLS:
             return _("port %(port)s, STARTTLS when offered") % {"port": self.port}
         return _("port %(port)s, clear text") % {"port": self.port}
@@ -138,7 +149,7 @@ def outbound_blocked(ports, smtp_outside_local_domain, config_source=""):
     return ""
 
 
-def destination_for(snap, recipient):
+def destination_for(snap: policy.SettingsSnapshot, recipient: str) -> Destination | Blocked:
     """Relay host if set, else the first matching SMTP connection route, else the domain's MX (spec 5.1)."""
     _local, domain = split_address(recipient)
     if not _local or not domain:
@@ -150,7 +161,8 @@ def destination_for(snap, recipient):
     if config.relay_host:
         host, port = split_host_port(config.relay_host)
         return Destination(
-            RELAY, host, port, ca_file=config.relay_ca_file, authenticate=config.relay_auth != policy.DISABLED,
+            RELAY, host, port, tls=config.relay_tls_policy, ca_file=config.relay_ca_bundle,
+            authenticate=config.relay_auth != policy.DISABLED,
             detail=_("Relay host %(relay)s is set in the %(source)s: every message leaving the local domains goes there.") % {
                 "relay": config.relay_host, "source": snap.config_source,
             },
@@ -159,7 +171,7 @@ def destination_for(snap, recipient):
         if policy._match_domain([route.domain], domain):
             host, port = split_host_port(route.host)
             return Destination(
-                ROUTE, host, port, tls=route.tls or VERIFY, ca_file=route.ca_file,
+                ROUTE, host, port, tls=route.tls or OPPORTUNISTIC, ca_file=route.ca_file,
                 detail=_("The SMTP connection route %(pattern)s -> %(host)s of the %(source)s matches %(domain)s.") % {
                     "pattern": route.domain, "host": route.host, "source": snap.config_source, "domain": domain,
                 },
@@ -169,25 +181,27 @@ def destination_for(snap, recipient):
     ) % {"domain": domain})
 
 
-def connection_plan(ports, destination):
-    """The connections to try, in order, from the Server document's SMTP Outbound column (spec 5.2).
+def connection_plan(ports: policy.OutboundPorts, destination: Destination) -> tuple[Step, ...]:
+    """The connections to try, in order, from the Server document's SMTP Outbound column (spec 5.2, 5.5).
 
-    SSL port Enabled: TLS from the first byte on the SSL port first, then the TCP/IP port if it is
-    Enabled or Negotiated SSL. A destination written ``host:port`` uses its own port: as the TCP/IP
-    port when that is on, else with TLS from the first byte when only the SSL port is Enabled.
+    SSL port Enabled: TLS from the first byte on the SSL port first, then, under the opportunistic policy
+    only, the TCP/IP port if it is Enabled or Negotiated SSL. Under the verified policy there is no
+    fallback from the SSL port, and the TCP/IP port requires STARTTLS (even when it is Enabled in clear).
+    A destination written ``host:port`` uses its own port: as the TCP/IP port when that is on, else with
+    TLS from the first byte when only the SSL port is Enabled.
     """
     tcp_on = ports.tcp_status in (policy.ENABLED, NEGOTIATED_SSL)
-    tcp_mode = STARTTLS if ports.tcp_status == NEGOTIATED_SSL else PLAIN
+    tcp_mode = STARTTLS if ports.tcp_status == NEGOTIATED_SSL or destination.verified else PLAIN
     ssl_on = ports.ssl_status == policy.ENABLED
     if destination.port:
         if tcp_on:
-            return (Step(destination.port, tcp_mode),)
+            return (Step(destination.port, tcp_mode, destination.verified),)
         return (Step(destination.port, IMPLICIT),) if ssl_on else ()
     steps = []
     if ssl_on:
         steps.append(Step(ports.ssl_port, IMPLICIT))
-    if tcp_on:
-        steps.append(Step(ports.tcp_port, tcp_mode))
+    if tcp_on and not (ssl_on and destination.verified):
+        steps.append(Step(ports.tcp_port, tcp_mode, destination.verified))
     return tuple(steps)
 
 

@@ -11,6 +11,7 @@ reply) unless the policy composes that reply itself (VRFY); a refused one has th
 ``close`` when the session must end after it.
 """
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
 
@@ -153,13 +154,13 @@ class TlsCredentialsSnapshot:
 class Route:
     """An SMTP connection route: mail for ``domain`` goes to ``host`` (``host`` or ``host:port``).
 
-    ``tls`` is "verify" (check the certificate, against ``ca_file`` when given, else the system trust
-    store) or "any" (accept any certificate).
+    ``tls`` is its TLS policy (spec 5.5): "opportunistic" (STARTTLS when offered, any certificate) or
+    "verified" (TLS required, the certificate checked against ``ca_file`` when given, else the system store).
     """
 
     domain: str
     host: str
-    tls: str = "verify"
+    tls: str = "opportunistic"
     ca_file: str = ""
 
 
@@ -192,10 +193,12 @@ class ConfigSnapshot:
     local_domains: tuple = ()
     smtp_outside_local_domain: bool = True
     relay_host: str = ""
-    relay_ca_file: str = ""
     relay_auth: str = DISABLED
     relay_auth_name: str = ""
     relay_auth_password: str = field(default="", repr=False)
+    relay_auth_allow_cleartext: bool = False
+    relay_tls_policy: str = "opportunistic"
+    relay_ca_bundle: str = ""
     routes: tuple = ()
     max_message_size_kb: int = 10240
     max_recipients: int = 100
@@ -450,14 +453,34 @@ def _host(value):
     return str(value).strip().rstrip(".").lower() if value else ""
 
 
-def _match_host(entries, ip, host=None):
-    """The first entry (IP address, CIDR range or host name) covering the client, or None."""
-    address, host = _ip(ip), _host(host)
+def is_address_entry(entry: str) -> bool:
+    """A host list entry that is an IP address or a CIDR range (the others are names or .domain suffixes)."""
+    try:
+        ipaddress.ip_network(str(entry).strip(), strict=False)
+    except ValueError:
+        return False
+    return True
+
+
+def host_name_matches(entry: str, host: str | None) -> bool:
+    """A host name entry as Domino matches it: the exact name, or ``.acme.test`` for any host in that
+    domain; without regard to case or a final dot. A client without a (confirmed) name matches none."""
+    entry, host = _host(entry), _host(host)
+    if not host or not entry:
+        return False
+    if entry.startswith("."):
+        return host.endswith(entry) and len(host) > len(entry)
+    return entry == host
+
+
+def _match_host(entries: tuple, ip: str, host: str | None = None) -> str | None:
+    """The first entry (IP address, CIDR range, host name or ``.domain`` suffix) covering the client, or None."""
+    address = _ip(ip)
     for entry in entries:
         try:
             network = ipaddress.ip_network(entry.strip(), strict=False)
         except ValueError:
-            if host and _host(entry) == host:
+            if host_name_matches(entry, host):
                 return entry
             continue
         if address is not None and address in network:
@@ -862,7 +885,8 @@ def _django_check_password(password, password_hash):
     return check_password(password, password_hash)
 
 
-def authenticate(snap, facts, login, password, verify_password=_django_check_password):
+def authenticate(snap: SettingsSnapshot, facts: SessionFacts, login: str, password: str,
+                 verify_password: Callable[[str, str], bool] = _django_check_password) -> AuthDecision:
     """The whole AUTH decision: offered, one person, right password, server access (spec 3.5).
 
     ``verify_password(password, password_hash)`` defaults to Django's hashers; tests may pass a fake.
@@ -872,6 +896,10 @@ def authenticate(snap, facts, login, password, verify_password=_django_check_pas
         return _as(AuthDecision, gate)
     match = find_person(snap, login)
     person = match.person
+    if person is None or not person.password_hash:
+        # As Django's ModelBackend: hash anyway (Django's hashers hash a dummy for a missing hash), so that
+        # the time of the 535 does not tell an unknown account from a wrong password (docs/security.md).
+        verify_password(password, "")
     if person is None:
         return _refuse(AUTH_FAILED, "unknown_login", match.detail, cls=AuthDecision, close=True)
     if not person.password_hash:

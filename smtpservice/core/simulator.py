@@ -7,12 +7,13 @@ the exact reply it gets, and checks that explain the answer: the list entry, sit
 decided, asked of the same policy functions. Nothing is sent and nothing is stored.
 """
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.utils.translation import gettext as _
-from django.utils.translation import ngettext
+from django.utils.translation import gettext_lazy, ngettext
 
-from smtpservice.core import policy
+from smtpservice.core import policy, throttle
 from smtpservice.core import session as machine
 
 CLIENT_NAME = "client.example.org"
@@ -35,6 +36,10 @@ class Inputs:
     recipients: tuple = ()
     helo: bool = False
     """The client greets with HELO, as an old client does, instead of EHLO."""
+    client_host: str = ""
+    """The client's confirmed host name, as the listener's lookup would find it; "" for none."""
+    auth_failures: throttle.Counts | None = None
+    """Failed AUTH in the throttle window for this login and client, as stored now; None: not known."""
 
 
 @dataclass(frozen=True)
@@ -138,9 +143,53 @@ def _connect_title(inputs):
     }
 
 
-def _connect_checks(snap, facts, session):
+def _throttle_check(counts: throttle.Counts) -> Check:
+    """The AUTH throttle as it stands for this login from this client (spec 3.5)."""
+    verdict = throttle.decide(counts)
+    if verdict.refuse:
+        return Check(_("Failed AUTH throttle"), verdict.detail, False)
+    if verdict.delay:
+        return Check(_("Failed AUTH throttle"), verdict.detail)
+    return Check(_("Failed AUTH throttle"), _("No failed AUTH counts against this login or client now: no delay."), True)
+
+
+def _client_name_check(snap: policy.SettingsSnapshot, facts: policy.SessionFacts) -> Check | None:
+    """Which host list entries the client's name matches, and why (an exact name, or a .domain suffix);
+    None when no name is given and no entry is a name."""
+    config = snap.config
+    lists = (
+        (_("Deny connections from these hosts"), config.connection_deny_hosts),
+        (_("Allow connections only from these hosts"), config.connection_allow_hosts),
+        (_("Internal hosts"), config.internal_hosts),
+        (_("Exclude these connecting hosts from anti-relay checks"), config.anti_relay_exclude_hosts),
+    )
+    names = [entry for _label, entries in lists for entry in entries if not policy.is_address_entry(entry)]
+    if not facts.client_host and not names:
+        return None
+    if not facts.client_host:
+        return Check(_("Client host name"), _(
+            "No host name given: entries written as names (exact, or .domain for any host in it) match no client. The "
+            "listener takes a name only when the reverse lookup of the address is confirmed by a forward lookup."
+        ))
+    matches = [
+        _("%(entry)s of %(list)s (%(how)s)") % {
+            "entry": entry, "list": label,
+            "how": _("any host in that domain") if entry.strip().startswith(".") else _("the exact name"),
+        }
+        for label, entries in lists for entry in entries if policy.host_name_matches(entry, facts.client_host)
+    ]
+    values = {"host": facts.client_host, "matches": "; ".join(matches)}
+    if matches:
+        return Check(_("Client host name"), _("The client is named %(host)s, which matches %(matches)s.") % values)
+    return Check(_("Client host name"), _("The client is named %(host)s; no host name entry matches it.") % values)
+
+
+def _connect_checks(snap: policy.SettingsSnapshot, facts: policy.SessionFacts, session: machine.Simulation) -> list[Check]:
     binding = next(binding for binding in policy.bindings(snap) if binding.port_kind == facts.port)
     checks = [Check(_("Port"), binding.detail, True)]
+    name_check = _client_name_check(snap, facts)
+    if name_check:
+        checks.append(name_check)
     if facts.port == policy.SSL:
         credentials = policy.tls_credentials_for(snap, facts.local_ip, facts.local_host)
         checks.append(Check(_("TLS from the first byte"), _("The SSL port uses %(detail)s.") % {
@@ -206,7 +255,7 @@ def _reply_check(title, reply):
     return Check(title, reply.decision.detail, reply.accepted if reply.code is not None else False)
 
 
-def simulate(snap, inputs, verify_password=None):
+def simulate(snap: policy.SettingsSnapshot, inputs: Inputs, verify_password: Callable[[str, str], bool] | None = None) -> Simulation:
     """The steps of the session ``inputs`` describes, as the listener serving ``snap`` would answer them."""
     kind = port_kind(snap, inputs.port)
     unreachable = _unreachable(snap, inputs, kind)
@@ -215,7 +264,8 @@ def simulate(snap, inputs, verify_password=None):
             None, "", policy.Decision(False, None, "", "not_listening", unreachable), True,
         ), (Check(_("Port"), unreachable, False),))
         return Simulation(inputs, kind, (step,), unreachable)
-    facts = policy.SessionFacts(local_ip=inputs.local_ip, local_port=inputs.port, port=kind, client_ip=inputs.client_ip)
+    facts = policy.SessionFacts(local_ip=inputs.local_ip, local_port=inputs.port, port=kind, client_ip=inputs.client_ip,
+                                client_host=inputs.client_host or None)
     if inputs.password is None:
         verify_password = _assume_right
     session = machine.Simulation(snap, facts, verify_password)
@@ -248,6 +298,8 @@ def simulate(snap, inputs, verify_password=None):
             ehlo()
     if inputs.login:
         checks = [] if _blocked(session) else _auth_checks(snap, session.facts, inputs.login, inputs.password is not None)
+        if inputs.auth_failures is not None:
+            checks.insert(0, _throttle_check(inputs.auth_failures))
         reply = session.auth(inputs.login, inputs.password or "")
         title = _("AUTH as %(login)s") % {"login": inputs.login}
         if not (reply.accepted and checks):
@@ -255,9 +307,13 @@ def simulate(snap, inputs, verify_password=None):
         steps.append(Step(AUTH, title, "AUTH PLAIN …", reply, tuple(checks), argument=inputs.login))
     recipients = {"local": [], "relay": [], "refused": []}
     if inputs.mail_from:
+        anonymous = not session.facts.authenticated_as
         reply = session.mail(inputs.mail_from)
-        steps.append(Step(MAIL, _("MAIL FROM"), f"MAIL FROM:<{inputs.mail_from}>", reply,
-                          (_reply_check(_("MAIL FROM"), reply),), argument=inputs.mail_from))
+        checks = [_reply_check(_("MAIL FROM"), reply)]
+        if anonymous and reply.accepted and snap.inbound.enforce_server_access:
+            checks.append(ANONYMOUS_NOT_CHECKED)
+        steps.append(Step(MAIL, _("MAIL FROM"), f"MAIL FROM:<{inputs.mail_from}>", reply, tuple(checks),
+                          argument=inputs.mail_from))
         for address in inputs.recipients:
             reply = session.rcpt(address)
             kind_of = getattr(reply.decision, "kind", "") if reply.accepted else "refused"
@@ -267,6 +323,13 @@ def simulate(snap, inputs, verify_password=None):
             steps.append(Step(RCPT, title, f"RCPT TO:<{address}>", reply, (_reply_check(_("Recipient"), reply),),
                               argument=address, kind=kind_of))
     return Simulation(inputs, kind, tuple(steps), _summary(steps, recipients), recipients)
+
+
+ANONYMOUS_NOT_CHECKED = Check(gettext_lazy("Enforce server access settings"), gettext_lazy(
+    "Enforce server access settings is Yes, but it checks authenticated users only: this anonymous session is not "
+    "checked against Access server and Not access server (spec 3.5). A person listed in Not access server, refused "
+    "at AUTH, can still send anonymously like anyone else."
+))
 
 
 def _summary(steps, recipients):

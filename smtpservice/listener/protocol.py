@@ -14,6 +14,7 @@ import logging
 import ssl
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from django.utils.translation import gettext as _
@@ -21,7 +22,7 @@ from django.utils.translation import gettext as _
 from smtpservice import metrics
 from smtpservice.core import policy, replies
 from smtpservice.core.session import CheckCredentials, CheckFailed, Close, SmtpSession, StartTls
-from smtpservice.listener import events
+from smtpservice.listener import events, resolve
 
 if TYPE_CHECKING:
     from smtpservice.listener.service import ListenerService
@@ -63,9 +64,29 @@ class SmtpProtocol(asyncio.Protocol):
             self.finished = True
             return
         facts = policy.SessionFacts(local_ip=local[0], local_port=local[1], port=self.port_kind, client_ip=peer[0])
-        self.session = SmtpSession(self.service.snapshot, facts, self.service.limits)
-        self.service.session_opened(self)
+        service = self.service
+        self.session = SmtpSession(service.snapshot, facts, service.limits)
+        service.session_opened(self)
+        if service.names_needed or service.mapped_names:
+            # Host-name entries are in force: look the names up first (bounded; a directory of addresses pays nothing).
+            transport.pause_reading()
+            self.task = asyncio.ensure_future(self.start_with_names())
+            return
         self.apply(self.guarded(self.session.start))
+
+    async def start_with_names(self) -> None:
+        """The client's confirmed host name and the name it connected to, then the greeting (spec 3.2)."""
+        session, service = self.session, self.service
+        facts = session.facts
+        client_host = await resolve.client_name(facts.client_ip) if service.names_needed else None
+        local_host = await resolve.local_name(facts.local_ip, service.mapped_names) if service.mapped_names else None
+        session.facts = replace(facts, client_host=client_host, local_host=local_host)
+        self.task = None
+        if self.transport is None:
+            self.finish()
+            return
+        self.transport.resume_reading()
+        self.apply(self.guarded(session.start))
 
     def data_received(self, data: bytes) -> None:
         if self.session is None:

@@ -28,15 +28,15 @@ from django.db import InterfaceError, OperationalError
 from django.utils.translation import gettext as _
 
 from smtpservice import metrics
-from smtpservice.core import policy, replies
+from smtpservice.core import policy, replies, throttle
 from smtpservice.core.limits import Limits
 from smtpservice.core.message import message_headers
 from smtpservice.core.session import CheckCredentials, CheckFailed, Envelope, Throttled
-from smtpservice.listener import events
+from smtpservice.listener import events, resolve
 from smtpservice.listener.protocol import SmtpProtocol
-from smtpservice.listener.throttle import AuthThrottle
 from smtpservice.listener.tlscontext import server_context
 from smtpservice.store import storage
+from smtpservice.store import throttle as stored_throttle
 
 log = logging.getLogger("smtpservice.listener")
 
@@ -44,8 +44,12 @@ POLL_INTERVAL = 0.25
 """Seconds between checks of the directory's revision: a saved change applies within one second (spec 3.10)."""
 MAX_PENDING_SESSION_LOGS = 10_000
 """Finished sessions kept in memory while the database cannot take them."""
-AUTH_PRUNE_INTERVAL = 30.0
-"""Seconds between sweeps of the AUTH counters for keys whose failures have all expired."""
+THROTTLE_OUTCOMES = {
+    "wrong_password": throttle.WRONG_PASSWORD,
+    "unknown_login": throttle.UNKNOWN_ACCOUNT,
+    "no_internet_password": throttle.NO_PASSWORD,
+}
+"""The policy's AUTH refusals that tried a password, as the throttle counts them (a refused server access does not)."""
 LISTEN_BACKLOG = 1024
 """Connections the kernel queues before the listener accepts them (asyncio's default of 100 drops SYNs in a burst)."""
 PRESSURE = 0.8
@@ -61,11 +65,12 @@ EVICTABLE_IDLE = 1.0
 class ListenerService:
     """Runs the listener of one Server document until asked to stop."""
 
-    def __init__(self, server_name, *, poll_interval=POLL_INTERVAL, heartbeat_interval=2.0, retry_interval=2.0,
-                 idle_timeout=300.0, shutdown_grace=10.0, limits=None):
+    def __init__(self, server_name: str, *, poll_interval: float = POLL_INTERVAL, heartbeat_interval: float = 2.0,
+                 retry_interval: float = 2.0, idle_timeout: float = 300.0, shutdown_grace: float = 10.0,
+                 limits: Limits | None = None, throttle_limits: throttle.Limits | None = None) -> None:
         self.server_name = server_name
         self.limits = limits or Limits()
-        self.auth_throttle = AuthThrottle(self.limits)
+        self.throttle_limits = throttle_limits or throttle.DEFAULT_LIMITS
         self.storage_retry_at = 0.0
         self.poll_interval = poll_interval
         self.heartbeat_interval = heartbeat_interval
@@ -83,6 +88,8 @@ class ListenerService:
         self.refused_clients = set()
         self.finished_sessions = []
         self.tls_contexts = {}
+        self.names_needed = False
+        self.mapped_names: tuple[str, ...] = ()
         self.pending_stores: list[tuple[dict, asyncio.Future]] = []
         self.writer: asyncio.Future | None = None
         self.hash_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="smtp-auth")
@@ -96,27 +103,32 @@ class ListenerService:
         return await sync_to_async(storage.bounded, thread_sensitive=True)(self.limits.store_wait, function, *args)
 
     async def check_credentials(self, protocol: SmtpProtocol, request: CheckCredentials) -> object:
-        """The AUTH throttle, then the password hash in the hashing pool: an ``AuthDecision``, ``Throttled`` or ``CheckFailed``."""
+        """The AUTH throttle (shared by every worker and kept across restarts in the database), then the
+        password hash in the hashing pool: an ``AuthDecision``, ``Throttled`` or ``CheckFailed``."""
         session = protocol.session
         snap, client = session.snap, session.facts.client_ip
-        throttle = self.auth_throttle
-        account = throttle.account(snap, request.login)
-        blocked = throttle.blocked(client, account, time.monotonic())
-        if blocked:
-            return Throttled(blocked)
-        delay = throttle.begin(client, account, time.monotonic(), session.auth_failures)
-        if delay:
-            await asyncio.sleep(delay)
+        account = throttle.account_for(snap, request.login)
+        try:
+            counts = await self.db(stored_throttle.counts, client, account, self.throttle_limits.window)
+        except Exception as error:
+            log.exception("%s reading the AUTH throttle failed", client)
+            return CheckFailed(_("The credentials could not be checked: %(error)s") % {"error": type(error).__name__})
+        verdict = throttle.decide(counts, self.throttle_limits)
+        if verdict.refuse:
+            return Throttled(verdict.detail)
+        if verdict.delay:
+            await asyncio.sleep(verdict.delay)
         try:
             decision = await self.loop.run_in_executor(
                 self.hash_pool, policy.authenticate, snap, session.facts, request.login, request.password,
             )
+            if decision.allowed:
+                await self.db(stored_throttle.forgive, client, account)
+            elif throttle.counts_as_failure(THROTTLE_OUTCOMES.get(decision.rule, "")):
+                await self.db(stored_throttle.record_failure, client, account)
         except Exception as error:
             log.exception("%s checking AUTH credentials failed", client)
-            throttle.undo(client, account)
             return CheckFailed(_("The credentials could not be checked: %(error)s") % {"error": type(error).__name__})
-        if decision.allowed:
-            throttle.forgive(client, account)
         return decision
 
     async def store(self, protocol: SmtpProtocol, envelope: Envelope) -> tuple[object | None, str]:
@@ -252,8 +264,6 @@ class ListenerService:
             idle_timeout = min(self.idle_timeout, PRESSURE_IDLE_TIMEOUT) if pressure else self.idle_timeout
             for session in list(self.sessions):
                 session.check_time_limits(now, idle_timeout)
-            if now - self.auth_throttle.pruned_at > AUTH_PRUNE_INTERVAL:
-                self.auth_throttle.prune(now)
 
     def tls_context_for(self, snap, facts):
         """The TLS context of the credentials that serve the session's local address, per its own snapshot."""
@@ -268,6 +278,9 @@ class ListenerService:
             return False
         snapshot, server_id = await self.db(storage.load, self.server_name)
         self.tls_contexts = self.build_tls_contexts(snapshot)
+        self.names_needed = resolve.needs_names(snapshot)
+        self.mapped_names = resolve.mapped_names(snapshot)
+        resolve.clear_cache()
         metrics.settings_loaded(snapshot.revision, reload=self.snapshot is not None)
         self.snapshot, self.server_id = snapshot, server_id
         log.info("settings revision %s loaded for %s", snapshot.revision, self.server_name)

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('directory', '0004_configuration_administrators'),
+        ('directory', '0003_configuration_administrators'),
         ('smtpservice', '0004_routerstatus'),
     ]
 

@@ -39,6 +39,7 @@ from django.utils.translation import gettext as _
 from directory.choices import RelayAuth
 from smtpservice import metrics
 from smtpservice.core import outbound
+from smtpservice.core.policy import ConfigSnapshot, SettingsSnapshot
 from smtpservice.models import DeliveryAttempt, QueuedRecipient, ReceivedMessage
 from smtpservice.store import queue, routers, storage
 from smtpservice.store import snapshot as snapshots
@@ -79,6 +80,7 @@ class AttemptLog:
     host: str = ""
     port: int | None = None
     tls: str = ""
+    tls_policy: str = ""
     certificate: str = ""
     authentication: str = ""
     notes: list = field(default_factory=list)
@@ -201,9 +203,10 @@ def describe_error(error, host, port, timeout):
     return _("Connection to %(host)s port %(port)s failed: %(error)s") % values
 
 
-def client_context(destination):
-    """The TLS context for a destination: verified against the system store or a CA bundle, or any."""
-    if destination.tls == outbound.ANY_CERTIFICATE:
+def client_context(destination: outbound.Destination) -> ssl.SSLContext:
+    """The TLS context for a destination: verified against the system store or a CA bundle, or any
+    certificate under the opportunistic policy."""
+    if not destination.verified:
         context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
@@ -211,11 +214,7 @@ def client_context(destination):
     try:
         return ssl.create_default_context(cafile=destination.ca_file or None)
     except (OSError, ValueError) as error:
-        if destination.kind == outbound.RELAY:
-            unreadable = _("The CA bundle %(path)s of the relay host cannot be read: %(error)s")
-        else:
-            unreadable = _("The CA bundle %(path)s of the route cannot be read: %(error)s")
-        raise DeliveryError(unreadable % {
+        raise DeliveryError(_("The CA bundle %(path)s cannot be read: %(error)s") % {
             "path": destination.ca_file, "error": error,
         }) from None
 
@@ -459,7 +458,7 @@ class Router:
             self.forget(ids)
             connections.close_all()
 
-    def send_group(self, snap, destination, rows):
+    def send_group(self, snap: SettingsSnapshot, destination: outbound.Destination | outbound.Blocked, rows: list) -> None:
         messages = {message.pk: message for message in ReceivedMessage.objects.filter(pk__in={row.message_id for row in rows})}
         by_message = {}
         for row in rows:
@@ -470,7 +469,8 @@ class Router:
                 self.record(snap, message, message_rows, dict.fromkeys((row.pk for row in message_rows), result),
                             AttemptLog(detail=destination.reason))
             return
-        attempt = AttemptLog(destination=destination.label, detail=destination.detail, started=self.clock())
+        attempt = AttemptLog(destination=destination.label, detail=destination.detail, started=self.clock(),
+                             tls_policy=destination.tls)
         try:
             client = self.connect(snap, destination, attempt)
         except DeliveryError as error:
@@ -497,7 +497,7 @@ class Router:
             except (OSError, smtplib.SMTPException):
                 client.close()
 
-    def connect(self, snap, destination, attempt):
+    def connect(self, snap: SettingsSnapshot, destination: outbound.Destination, attempt: AttemptLog) -> TracingSMTP:
         """The first session that opens, trying each host, then each step of the plan, in order.
 
         Fills ``attempt`` with the connection used, or the last one tried when none opens.
@@ -511,22 +511,40 @@ class Router:
         else:
             hosts = [destination.host]
         error = DeliveryError(_("No SMTP Outbound port applies."))
+        failed_ssl = {}
         for host, step in itertools.product(hosts, outbound.connection_plan(snap.outbound, destination)):
             attempt.host, attempt.port, attempt.tls, attempt.certificate, attempt.authentication = host, step.port, "", "", ""
             try:
-                try:
-                    return self.open(snap, destination, host, step, attempt, authenticate=destination.authenticate)
-                except AuthRefused as refused:
-                    attempt.transcript.append(f"! {refused.reason}")
-                    client = self.open(snap, destination, host, step, attempt, authenticate=False)
-                    attempt.authentication = _("%(reason)s Sent without authentication (Enabled falls back).") % {
-                        "reason": refused.reason,
-                    }
-                    return client
+                client = self.open_with_fallback(snap, destination, host, step, attempt)
             except DeliveryError as failed:
                 attempt.transcript.append(f"! {failed.reason}")
                 error = failed
+                if step.mode == outbound.IMPLICIT:
+                    failed_ssl[host] = (step.port, failed.reason)
+                continue
+            if host in failed_ssl and step.mode != outbound.IMPLICIT:
+                # Spec 5.2: Domino's order, allowed by the opportunistic policy only (the plan has no such step
+                # under the verified one); the log must say that this session is not on the SSL port.
+                ssl_port, reason = failed_ssl[host]
+                attempt.notes.append(_(
+                    "The SSL port %(ssl_port)s failed (%(reason)s); fell back to the TCP/IP port %(port)s, as the "
+                    "opportunistic TLS policy allows."
+                ) % {"ssl_port": ssl_port, "reason": reason, "port": step.port})
+            return client
         raise error
+
+    def open_with_fallback(self, snap: SettingsSnapshot, destination: outbound.Destination, host: str, step: outbound.Step,
+                           attempt: AttemptLog) -> TracingSMTP:
+        """``open`` with AUTH as configured; relay credentials refused under Enabled: a new session without."""
+        try:
+            return self.open(snap, destination, host, step, attempt, authenticate=destination.authenticate)
+        except AuthRefused as refused:
+            attempt.transcript.append(f"! {refused.reason}")
+            client = self.open(snap, destination, host, step, attempt, authenticate=False)
+            attempt.authentication = _("%(reason)s Sent without authentication (Enabled falls back).") % {
+                "reason": refused.reason,
+            }
+            return client
 
     def open(self, snap, destination, host, step, attempt, authenticate):
         """Connect, greet, EHLO, STARTTLS when the plan says so and the remote offers it, then AUTH."""
@@ -563,21 +581,34 @@ class Router:
             client.close()
             raise DeliveryError(describe_error(error, host, step.port, self.timeout)) from None
 
-    def negotiate_tls(self, client, destination, attempt):
-        """Negotiated SSL: STARTTLS when offered (a failed handshake defers, never falls back to clear text)."""
+    def negotiate_tls(self, client: smtplib.SMTP, destination: outbound.Destination, attempt: AttemptLog) -> None:
+        """STARTTLS when offered. Opportunistic: clear text when it is not offered or refused. Verified: that
+        defers (a stripped STARTTLS never leads to clear text). A failed handshake fails the connection under
+        both policies, so a broken handshake cannot turn into clear text either."""
         if not client.has_extn("starttls"):
-            attempt.notes.append(_("The remote does not offer STARTTLS: the message goes in clear text (Negotiated SSL)."))
+            if destination.verified:
+                raise DeliveryError(_(
+                    "The remote does not offer STARTTLS and the TLS policy is verified: the message is not sent in "
+                    "clear text."
+                ))
+            attempt.notes.append(_(
+                "The remote does not offer STARTTLS: the message goes in clear text (opportunistic TLS policy)."
+            ))
             return
         code, message = client.starttls(context=client_context(destination))
         if code != 220:
-            attempt.notes.append(_("The remote refused STARTTLS (%(reply)s): the message goes in clear text.") % {
-                "reply": reply_text(code, message),
-            })
+            values = {"reply": reply_text(code, message)}
+            if destination.verified:
+                raise DeliveryError(_(
+                    "The remote refused STARTTLS (%(reply)s) and the TLS policy is verified: the message is not sent "
+                    "in clear text."
+                ) % values)
+            attempt.notes.append(_("The remote refused STARTTLS (%(reply)s): the message goes in clear text.") % values)
             return
         attempt.tls, attempt.certificate = DeliveryAttempt.Tls.STARTTLS, destination.certificate_check
         client.ehlo()
 
-    def authenticate(self, client, config, attempt):
+    def authenticate(self, client: TracingSMTP, config: ConfigSnapshot, attempt: AttemptLog) -> None:
         """Use authentication when sending to the relay host: Required never sends without it (spec 5.3).
 
         One mechanism only (CRAM-MD5, PLAIN, then LOGIN, the first offered): a server may close the
@@ -596,6 +627,12 @@ class Router:
                 ) % values)
             attempt.authentication = _("The relay host offers %(offered)s: sent without authentication (Enabled).") % values
             return
+        if attempt.tls == DeliveryAttempt.Tls.NONE and not config.relay_auth_allow_cleartext:
+            # Spec 5.3: a relay (or an attacker in the path) that strips STARTTLS must not get the password.
+            raise DeliveryError(_(
+                "The relay host offers AUTH without TLS and Allow authentication to the relay host without TLS is "
+                "No: the password is not sent, and the message waits."
+            ))
         client.user, client.password = config.relay_auth_name, config.relay_auth_password
         try:
             client.auth(mechanism, getattr(client, "auth_" + mechanism.lower().replace("-", "_")))
@@ -652,7 +689,7 @@ class Router:
 
     # --- results ---------------------------------------------------------------------------------
 
-    def record(self, snap, message, rows, results, attempt):
+    def record(self, snap: SettingsSnapshot, message: ReceivedMessage, rows: list, results: dict, attempt: AttemptLog) -> None:
         """Write one attempt and each recipient's new state in one transaction; report failures to the sender."""
         now = self.clock()
         expires = message.received_at + self.lifetime
@@ -697,7 +734,7 @@ class Router:
                 message=message, started_at=attempt.started or now, ended_at=now, actor=self.id,
                 outcome=outcomes.pop() if len(outcomes) == 1 else DeliveryAttempt.Outcome.PARTIAL,
                 recipients=recipients, destination=attempt.destination, host=attempt.host, port=attempt.port,
-                tls=attempt.tls, certificate=attempt.certificate, authentication=attempt.authentication,
+                tls=attempt.tls, tls_policy=attempt.tls_policy, certificate=attempt.certificate, authentication=attempt.authentication,
                 detail=" ".join(map(str, [attempt.detail, *attempt.notes])).strip(), transcript=attempt.transcript,
             )
             if failures:

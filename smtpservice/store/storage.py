@@ -6,14 +6,18 @@ listener answers 250. A locked or failing database makes the store raise, after 
 the client gets 451: it keeps the message and tries again later (RFC 5321 s 4.2.5).
 """
 import datetime
+import logging
 
-from django.db import DatabaseError, connection, connections, transaction
+from django.db import DatabaseError, connection, connections, models, transaction
 from django.db import close_old_connections as django_close_old_connections
 from django.utils import timezone
 
 from directory.models import Person, Server
+from smtpservice.core.safe_text import db_safe, db_safe_json
 from smtpservice.models import ListenerStatus, MailboxEntry, QueuedRecipient, ReceivedMessage, SessionLog
 from smtpservice.store import snapshot as snapshots
+
+log = logging.getLogger("smtpservice.listener")
 
 current_revision = snapshots.current_revision
 
@@ -64,13 +68,30 @@ def bounded(seconds, function, *args):
         raise
 
 
-def store_message(server_id, fields):
+def safe_fields(model: type[models.Model], fields: dict) -> dict:
+    """``fields`` of ``model`` with every text (cut to its column's length) and JSON value made safe to store.
+
+    Whatever the listener passes, a client's text (HELO, addresses, AUTH names, header fields) can hold
+    NUL or other control characters that PostgreSQL refuses; this is the one place they are made safe.
+    """
+    safe = {}
+    for name, value in fields.items():
+        field = model._meta.get_field(name)
+        if isinstance(field, models.CharField | models.TextField) and value is not None:
+            value = db_safe(value, field.max_length)
+        elif isinstance(field, models.JSONField):
+            value = db_safe_json(value)
+        safe[name] = value
+    return safe
+
+
+def store_message(server_id: int, fields: dict) -> int:
     """Store one accepted message with its local deliveries and relay queue entries; return its id."""
     return store_messages(server_id, [fields])[0]
 
 
 @transaction.atomic
-def store_messages(server_id, batch):
+def store_messages(server_id: int, batch: list[dict]) -> list[int]:
     """Store messages in one transaction, all or nothing, and return their ids in order.
 
     The listener's group commit: the messages that arrived while the previous commit was on disk are
@@ -79,11 +100,11 @@ def store_messages(server_id, batch):
     rows = []
     for fields in batch:
         fields = dict(fields)
-        deliveries = fields.pop("deliveries")
-        message = ReceivedMessage(
-            server_id=server_id, recipients=list(dict.fromkeys(address for address, _kind, _person in deliveries)),
-            size=len(fields["data"]), **fields,
-        )
+        deliveries = [(db_safe(address, 512), kind, person) for address, kind, person in fields.pop("deliveries")]
+        message = ReceivedMessage(server_id=server_id, **safe_fields(ReceivedMessage, {
+            "recipients": list(dict.fromkeys(address for address, _kind, _person in deliveries)), "size": len(fields["data"]),
+            **fields,
+        }))
         rows.append((message, deliveries))
     ReceivedMessage.objects.bulk_create([message for message, _deliveries in rows])
     names = {person for _message, deliveries in rows for _address, _kind, person in deliveries if person}
@@ -100,32 +121,73 @@ def store_messages(server_id, batch):
     return [message.pk for message, _deliveries in rows]
 
 
-def session_record(server_id, session):
-    """An unsaved SessionLog for a finished session (``core.session.SmtpSession``; saved in batches with the heartbeat)."""
+def session_record(server_id: int, session: object) -> SessionLog:
+    """An unsaved SessionLog for a finished session (``core.session.SmtpSession``; saved in batches with the
+    heartbeat), safe to store."""
     facts = session.facts
-    return SessionLog(
-        server_id=server_id,
-        session_id=session.session_id,
-        started_at=datetime.datetime.fromtimestamp(session.started_at, tz=datetime.UTC),
-        ended_at=timezone.now(),
-        client_address=(facts.client_ip or None) if facts else None,
-        local_address=(facts.local_ip or None) if facts else None,
-        local_port=facts.local_port if facts else 0,
-        port_kind=facts.port if facts else "",
-        tls=bool(facts and facts.tls),
-        authenticated_as=(facts.authenticated_as or "") if facts else "",
-        helo=session.helo[:255],
-        messages_accepted=session.messages_accepted,
-        last_reply=session.last_reply[:300],
-        events=session.events,
-        revision=session.snap.revision,
-    )
+    return SessionLog(server_id=server_id, **safe_fields(SessionLog, {
+        "session_id": session.session_id,
+        "started_at": datetime.datetime.fromtimestamp(session.started_at, tz=datetime.UTC),
+        "ended_at": timezone.now(),
+        "client_address": (facts.client_ip or None) if facts else None,
+        "local_address": (facts.local_ip or None) if facts else None,
+        "local_port": facts.local_port if facts else 0,
+        "port_kind": facts.port if facts else "",
+        "tls": bool(facts and facts.tls),
+        "authenticated_as": (facts.authenticated_as or "") if facts else "",
+        "helo": session.helo,
+        "messages_accepted": session.messages_accepted,
+        "last_reply": session.last_reply,
+        "events": session.events,
+        "revision": session.snap.revision,
+    }))
 
 
 @transaction.atomic
-def heartbeat(server_id, status, finished_sessions):
-    """Write the listener's status row and the sessions that ended since the last heartbeat."""
+def heartbeat(server_id: int, status: dict, finished_sessions: list[SessionLog]) -> list[SessionLog]:
+    """Write the listener's status row and the sessions that ended since the last heartbeat.
+
+    One bad session record never blocks the others, nor the status: when the batch fails, each record is
+    written on its own and one that still fails is set aside (logged, not written, never retried). Returns
+    the records set aside.
+    """
     now = timezone.now()
-    ListenerStatus.objects.update_or_create(server_id=server_id, defaults={**status, "heartbeat_at": now})
-    if finished_sessions:
-        SessionLog.objects.bulk_create(finished_sessions)
+    ListenerStatus.objects.update_or_create(
+        server_id=server_id, defaults={**safe_fields(ListenerStatus, status), "heartbeat_at": now},
+    )
+    if not finished_sessions:
+        return []
+    try:
+        with transaction.atomic():  # a savepoint: a failed batch leaves the status update standing
+            SessionLog.objects.bulk_create(finished_sessions)
+        return []
+    except DatabaseError:
+        if _connection_lost():
+            raise
+    set_aside = []
+    for record in finished_sessions:
+        record.pk = None  # a batch that failed may have numbered some records on the way
+        try:
+            with transaction.atomic():
+                record.save(force_insert=True)
+        except DatabaseError as error:
+            if _connection_lost():
+                raise
+            set_aside.append(record)
+            log.error("session log record %s of %s set aside, it cannot be written: %s; record: %r",
+                      record.session_id, record.client_address, error, _describe(record))
+    return set_aside
+
+
+def _connection_lost() -> bool:
+    """After a failed write: is the database itself gone (then the listener keeps the records for later)?"""
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except DatabaseError:
+        return True
+    return False
+
+
+def _describe(record: SessionLog) -> dict:
+    return {field.attname: getattr(record, field.attname) for field in SessionLog._meta.concrete_fields}

@@ -34,6 +34,8 @@ SMTP_PAGES = {
     "smtpservice:session-list": None, "smtpservice:session-detail": "sessionlog",
 }
 EXPECTED |= {name: (READER, None) for name in SMTP_PAGES}
+# AUTH throttles: Reader sees them, a Manager lifts one.
+EXPECTED["smtpservice:throttle-list"] = (READER, MANAGER)
 # The relay queue: Reader sees, Editor acts; the pk of a message page is documents["receivedmessage"].
 EXPECTED |= {
     "queue:list": (READER, None), "queue:message-detail": (READER, None), "queue:send-test": (EDITOR, EDITOR),

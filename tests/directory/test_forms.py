@@ -43,7 +43,9 @@ def edit(instance, **changes):
 @pytest.mark.parametrize("field", PORT_FIELDS)
 @pytest.mark.parametrize(("port", "code"), [(0, "min_value"), (65536, "max_value"), (-1, "min_value")])
 def test_a_port_outside_1_to_65535_is_refused(db, field, port, code):
-    assert error_codes(new(Server, **{field: port})) == {field: [code]}
+    form = new(Server, **{field: port})
+    assert error_codes(form) == {field: [code]}
+    assert form.errors[field] == ["Enter a port number from 1 to 65535."]
 
 
 @pytest.mark.parametrize("field", PORT_FIELDS)

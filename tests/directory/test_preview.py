@@ -1,5 +1,6 @@
 """Change preview: before a Server, Site or Configuration change is saved, what it does to running listeners."""
 import datetime
+import socket
 
 import pytest
 from django.urls import reverse
@@ -154,3 +155,52 @@ def test_other_document_types_offer_no_preview(editor_client, db):
     group_page = editor_client.get(reverse("directory:group-create"))
     assert 'name="preview"' not in group_page.content.decode()
     assert 'name="preview"' in editor_client.get(reverse("directory:server-create")).content.decode()
+
+
+def listener_on(server, host):
+    status = running(server)
+    status.host = host
+    status.save()
+    return status
+
+
+@pytest.fixture
+def holder():
+    """Another process's listening socket on a loopback port of this host."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock
+
+
+@pytest.fixture
+def server_here(db):
+    """A server on 127.0.0.1 whose running listener reports this host, where the console runs too."""
+    server = make_server(listen_addresses="127.0.0.1")
+    listener_on(server, socket.gethostname())
+    return server
+
+
+def test_a_port_another_process_holds_on_the_listeners_host_is_flagged(server_here, holder):
+    held = holder.getsockname()[1]
+    tcp = ports_of(effects_of(server_here, smtp_inbound_tcp_port=held).servers[0])["tcp"]
+    assert tcp.taken is True
+    assert tcp.availability == (f"Port {held} is already in use on 127.0.0.1 of this host by another process: after "
+                                "saving, the listener would fail to bind it.")
+    holder.close()
+    free = ports_of(effects_of(server_here, smtp_inbound_tcp_port=held).servers[0])["tcp"]
+    assert (free.taken, free.availability) == (False, f"Port {held} is free on this host now.")
+
+
+def test_on_another_host_the_preview_says_it_cannot_know(db):
+    server = make_server()
+    listener_on(server, "some-other-host")
+    tcp = ports_of(effects_of(server, smtp_inbound_tcp_port=2526).servers[0])["tcp"]
+    assert tcp.taken is None
+    assert tcp.availability == "The console does not run on this listener's host: it cannot know whether port 2526 is free there."
+
+
+def test_the_edit_page_warns_about_a_taken_port(editor_client, server_here, holder):
+    held = holder.getsockname()[1]
+    page = editor_client.post(edit_url(server_here), form_data(Server, server_here, smtp_inbound_tcp_port=held)).content.decode()
+    assert f"Port {held} is already in use on 127.0.0.1 of this host by another process" in page

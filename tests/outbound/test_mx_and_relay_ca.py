@@ -36,9 +36,10 @@ def test_resolve_mx_shuffles_the_answer_within_a_preference(monkeypatch):
 
 
 def relay_to_beta(alpha, beta, configuration, ca_file=""):
-    """A's relay host is B's TCP/IP port, with STARTTLS (Negotiated SSL) and the given CA bundle."""
+    """A's relay host is B's TCP/IP port, with STARTTLS (Negotiated SSL), verified against the given CA bundle."""
     change(alpha, smtp_outbound_tcp_status="negotiated_ssl")
-    change(configuration, relay_host=f"127.0.0.1:{beta.smtp_inbound_tcp_port}", relay_ca_file=ca_file)
+    change(configuration, relay_host=f"127.0.0.1:{beta.smtp_inbound_tcp_port}", relay_tls_policy="verified",
+           relay_ca_bundle=ca_file)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -66,14 +67,3 @@ def test_relay_host_without_its_ca_bundle_fails_verification_and_waits(alpha, be
     assert recipient.state == "deferred"
     assert "failed verification" in recipient.last_error
     assert not MailboxEntry.objects.exists()
-
-
-@pytest.mark.django_db
-def test_relay_ca_bundle_must_be_an_absolute_path():
-    from directory.forms import ConfigurationSettingsForm
-
-    form = ConfigurationSettingsForm(data={"relay_ca_file": "relay-ca.pem"})
-
-    assert form.errors["relay_ca_file"] == [
-        "“relay-ca.pem”: give the absolute path of a CA bundle on the router's host, such as /etc/ssl/relay-ca.pem."
-    ]

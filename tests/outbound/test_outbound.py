@@ -26,16 +26,16 @@ def snapshot(ports=None, **config):
 
 
 ROUTES = (
-    policy.Route("partner.test", "127.0.0.1:2626", "verify", "/etc/ssl/partner.pem"),
-    policy.Route("*.beta.test", "mx.beta.test", "any"),
+    policy.Route("partner.test", "127.0.0.1:2626", "verified", "/etc/ssl/partner.pem"),
+    policy.Route("*.beta.test", "mx.beta.test", "opportunistic"),
 )
 
 
 @pytest.mark.parametrize(("config", "recipient", "expected"), [
     ({}, "bob@example.org", Destination(MX, "example.org")),
-    ({"routes": ROUTES}, "ann@partner.test", Destination(ROUTE, "127.0.0.1", 2626, "verify", "/etc/ssl/partner.pem")),
+    ({"routes": ROUTES}, "ann@partner.test", Destination(ROUTE, "127.0.0.1", 2626, "verified", "/etc/ssl/partner.pem")),
     ({"routes": ROUTES}, "ann@sub.partner.test", Destination(MX, "sub.partner.test")),
-    ({"routes": ROUTES}, "bob@eu.beta.test", Destination(ROUTE, "mx.beta.test", None, "any")),
+    ({"routes": ROUTES}, "bob@eu.beta.test", Destination(ROUTE, "mx.beta.test", None, "opportunistic")),
     ({"routes": ROUTES}, "bob@beta.test", Destination(MX, "beta.test")),
     ({"routes": ROUTES, "relay_host": "relay.acme.test"}, "ann@partner.test", Destination(RELAY, "relay.acme.test")),
     ({"relay_host": "relay.acme.test:2525", "relay_auth": "required"}, "bob@example.org",
@@ -82,6 +82,33 @@ def test_no_session_when_settings_forbid_or_address_is_bad(ports, config, state,
         "explicit-port", "explicit-port-starttls", "explicit-port-ssl-only"])
 def test_ports_and_encryption_come_from_the_smtp_outbound_column(ports, port, steps):
     assert outbound.connection_plan(ports, Destination(ROUTE, "127.0.0.1", port)) == steps
+
+
+@pytest.mark.parametrize(("ports", "port", "steps"), [
+    (policy.OutboundPorts(), None, (Step(25, STARTTLS, required=True),)),
+    (policy.OutboundPorts(tcp_status="negotiated_ssl"), None, (Step(25, STARTTLS, required=True),)),
+    (policy.OutboundPorts(ssl_status="enabled"), None, (Step(465, IMPLICIT),)),
+    (policy.OutboundPorts(tcp_status="negotiated_ssl", ssl_status="enabled"), None, (Step(465, IMPLICIT),)),
+    (policy.OutboundPorts(tcp_status="disabled"), None, ()),
+    (policy.OutboundPorts(), 2626, (Step(2626, STARTTLS, required=True),)),
+    (policy.OutboundPorts(tcp_status="disabled", ssl_status="enabled"), 2626, (Step(2626, IMPLICIT),)),
+], ids=["enabled-requires-starttls", "negotiated", "ssl-without-fallback", "ssl-and-negotiated-without-fallback",
+        "nothing", "explicit-port", "explicit-port-ssl-only"])
+def test_the_verified_policy_requires_tls_and_never_falls_back_from_the_ssl_port(ports, port, steps):
+    destination = Destination(ROUTE, "127.0.0.1", port, tls=outbound.VERIFIED)
+    assert outbound.connection_plan(ports, destination) == steps
+    assert all(step.mode != PLAIN for step in steps)
+
+
+@pytest.mark.parametrize(("config", "tls", "ca_file"), [
+    ({"relay_host": "relay.acme.test"}, "opportunistic", ""),
+    ({"relay_host": "relay.acme.test", "relay_tls_policy": "verified", "relay_ca_bundle": "/etc/ssl/relay.pem"},
+     "verified", "/etc/ssl/relay.pem"),
+    ({}, "opportunistic", ""),
+], ids=["relay-default", "relay-verified", "mx-opportunistic"])
+def test_relay_host_and_mx_carry_their_tls_policy(config, tls, ca_file):
+    destination = outbound.destination_for(snapshot(policy.OutboundPorts(), **config), "bob@example.org")
+    assert (destination.tls, destination.ca_file) == (tls, ca_file)
 
 
 @pytest.mark.parametrize(("attempts", "random", "seconds"), [

@@ -6,7 +6,7 @@ import pytest
 
 from directory import models
 from smtpservice.models import DeliveryAttempt, MailboxEntry, QueuedRecipient
-from tests.outbound.conftest import BOB, BOB_PASSWORD, change, queue_at
+from tests.outbound.conftest import BOB, BOB_PASSWORD, beta_configuration, change, queue_at
 from tests.smtpservice.conftest import save
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -21,10 +21,10 @@ def relay(alpha, beta, configuration, run_listener):
     """
     save(models.Group, {"name": "LocalDomainServers", "group_type": "multi_purpose", "members": ["Bob Smith/Beta"]})
 
-    def setup(relay_auth, password=BOB_PASSWORD, offer_auth=True):
+    def setup(relay_auth, password=BOB_PASSWORD, offer_auth=True, allow_cleartext=True, **config):
         change(beta, smtp_inbound_tcp_auth_name_password=offer_auth)
         change(configuration, relay_host=f"127.0.0.1:{beta.smtp_inbound_tcp_port}", relay_auth=relay_auth,
-               relay_auth_name=BOB, relay_auth_password=password)
+               relay_auth_name=BOB, relay_auth_password=password, relay_auth_allow_cleartext=allow_cleartext, **config)
         run_listener(beta)
         return queue_at(alpha, [BOB])
 
@@ -38,6 +38,35 @@ def outcome(message):
 
 def delivered_to_bob():
     return MailboxEntry.objects.filter(person__internet_address=BOB).select_related("message")
+
+
+@pytest.mark.parametrize("relay_auth", ["required", "enabled"])
+def test_a_relay_offering_auth_without_tls_never_gets_the_password(relay, alpha, make_router, relay_auth):
+    """B offers AUTH on its TCP/IP port and no STARTTLS (as an attacker stripping it would): A, which may not
+    authenticate in clear text (the default), sends no AUTH at all and the message waits, saying why."""
+    change(beta_configuration(), starttls_inbound="disabled")
+    message = relay(relay_auth, allow_cleartext=False)
+    change(alpha, smtp_outbound_tcp_status="negotiated_ssl")
+
+    make_router(alpha).run_once()
+
+    queued, attempt = outcome(message)
+    assert queued.state == "deferred"
+    assert "Allow authentication to the relay host without TLS is No: the password is not sent" in queued.last_error
+    assert not any(line.startswith("> AUTH") for line in attempt.transcript)
+    assert not delivered_to_bob().exists()
+
+
+def test_the_password_goes_over_starttls_without_any_clear_text_permission(relay, alpha, make_router):
+    message = relay("required", allow_cleartext=False)
+    change(alpha, smtp_outbound_tcp_status="negotiated_ssl")
+
+    make_router(alpha).run_once()
+
+    queued, attempt = outcome(message)
+    assert queued.state == "delivered"
+    assert (attempt.tls, attempt.tls_policy) == ("starttls", "opportunistic")
+    assert attempt.authentication == "Authenticated as bob@beta.test with AUTH PLAIN."
 
 
 def test_required_authenticates_and_the_password_never_shows(relay, alpha, make_router):

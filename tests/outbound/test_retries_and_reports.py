@@ -93,7 +93,7 @@ def test_a_message_past_its_lifetime_fails_with_a_report_to_the_local_sender(unr
 
 
 def test_a_report_to_a_sender_outside_the_local_domains_is_queued_from_the_null_sender(alpha, make_router, configuration):
-    change(configuration, routes="beta.test 127.0.0.1 ca=/nonexistent/ca.pem")
+    change(configuration, routes="beta.test 127.0.0.1 tls=verified ca=/nonexistent/ca.pem")
     message = queue_at(alpha, ["nobody"], sender="carol@gamma.test")
 
     make_router(alpha).run_once()
@@ -124,7 +124,7 @@ def test_a_report_for_an_unknown_local_sender_is_dropped(alpha, make_router):
 
 def test_an_unreadable_ca_bundle_defers_with_the_reason(alpha, beta, run_listener, make_router, configuration):
     change(alpha, smtp_outbound_tcp_status="negotiated_ssl", smtp_outbound_tcp_port=beta.smtp_inbound_tcp_port)
-    change(configuration, routes="beta.test 127.0.0.1 ca=/nonexistent/ca.pem")
+    change(configuration, routes="beta.test 127.0.0.1 tls=verified ca=/nonexistent/ca.pem")
     run_listener(beta)
     message = queue_at(alpha, [BOB])
 
@@ -132,7 +132,7 @@ def test_an_unreadable_ca_bundle_defers_with_the_reason(alpha, beta, run_listene
 
     queued = state_of(message)
     assert queued.state == "deferred"
-    assert queued.last_error.startswith("The CA bundle /nonexistent/ca.pem of the route cannot be read")
+    assert queued.last_error.startswith("The CA bundle /nonexistent/ca.pem cannot be read")
 
 
 def test_a_local_sender_gets_one_report_listing_every_refused_recipient(alpha, beta, run_listener, make_router):

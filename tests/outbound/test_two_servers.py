@@ -47,7 +47,7 @@ def test_message_submitted_to_a_lands_in_the_mailbox_of_bob_on_b(alpha, beta, ru
 def test_ssl_outbound_goes_to_the_ssl_port_first_trusting_the_route_ca(alpha, beta, run_listener, make_router, configuration, ca_file):
     change(alpha, smtp_outbound_ssl_status="enabled", smtp_outbound_ssl_port=beta.smtp_inbound_ssl_port,
            smtp_outbound_tcp_port=beta.smtp_inbound_tcp_port)
-    change(configuration, routes=f"beta.test 127.0.0.1 ca={ca_file}")
+    change(configuration, routes=f"beta.test 127.0.0.1 tls=verified ca={ca_file}")
     run_listener(beta)
     message = queue_at(alpha, [BOB])
 
@@ -55,7 +55,7 @@ def test_ssl_outbound_goes_to_the_ssl_port_first_trusting_the_route_ca(alpha, be
 
     assert bob_mailbox().get().message.tls is True
     attempt = last_attempt(message)
-    assert (attempt.port, attempt.tls) == (beta.smtp_inbound_ssl_port, "implicit")
+    assert (attempt.port, attempt.tls, attempt.tls_policy) == (beta.smtp_inbound_ssl_port, "implicit", "verified")
     assert attempt.certificate == f"certificate verified against the CA bundle {ca_file}"
 
 
@@ -72,11 +72,31 @@ def test_ssl_port_that_fails_falls_back_to_the_tcp_port(alpha, beta, run_listene
     attempt = last_attempt(message)
     assert (attempt.port, attempt.tls) == (beta.smtp_inbound_tcp_port, "none")
     assert f"! Connection refused by 127.0.0.1 port {closed}: no server listens there." in attempt.transcript
+    assert (f"The SSL port {closed} failed (Connection refused by 127.0.0.1 port {closed}: no server listens there.); "
+            f"fell back to the TCP/IP port {beta.smtp_inbound_tcp_port}, as the opportunistic TLS policy allows.") in attempt.detail
+
+
+def test_verified_policy_never_falls_back_from_the_ssl_port(alpha, beta, run_listener, make_router, configuration, ca_file):
+    closed = free_port()
+    change(alpha, smtp_outbound_ssl_status="enabled", smtp_outbound_ssl_port=closed,
+           smtp_outbound_tcp_status="negotiated_ssl", smtp_outbound_tcp_port=beta.smtp_inbound_tcp_port)
+    change(configuration, routes=f"beta.test 127.0.0.1 tls=verified ca={ca_file}")
+    run_listener(beta)
+    message = queue_at(alpha, [BOB])
+
+    make_router(alpha).run_once()
+
+    queued = QueuedRecipient.objects.get(message=message)
+    assert queued.state == QueuedRecipient.State.DEFERRED
+    attempt = last_attempt(message)
+    assert attempt.tls_policy == "verified"
+    assert not any(str(beta.smtp_inbound_tcp_port) in line for line in attempt.transcript), "the TCP/IP port is never tried"
+    assert not bob_mailbox().exists()
 
 
 def test_negotiated_ssl_uses_starttls_and_the_log_shows_it(alpha, beta, run_listener, make_router, configuration, ca_file):
     change(alpha, smtp_outbound_tcp_status="negotiated_ssl", smtp_outbound_tcp_port=beta.smtp_inbound_tcp_port)
-    change(configuration, routes=f"beta.test 127.0.0.1 ca={ca_file}")
+    change(configuration, routes=f"beta.test 127.0.0.1 tls=verified ca={ca_file}")
     run_listener(beta)
     message = queue_at(alpha, [BOB])
 
@@ -89,23 +109,8 @@ def test_negotiated_ssl_uses_starttls_and_the_log_shows_it(alpha, beta, run_list
     assert attempt.certificate.startswith("certificate verified")
 
 
-def test_negotiated_ssl_verifies_certificates_by_default(alpha, beta, run_listener, make_router):
-    """The test CA is not in the system trust store: the message waits, and says why."""
+def test_opportunistic_policy_is_the_default_and_accepts_a_self_signed_certificate(alpha, beta, run_listener, make_router):
     change(alpha, smtp_outbound_tcp_status="negotiated_ssl", smtp_outbound_tcp_port=beta.smtp_inbound_tcp_port)
-    run_listener(beta)
-    message = queue_at(alpha, [BOB])
-
-    make_router(alpha).run_once()
-
-    queued = QueuedRecipient.objects.get(message=message)
-    assert queued.state == QueuedRecipient.State.DEFERRED
-    assert "failed verification" in queued.last_error
-    assert not bob_mailbox().exists()
-
-
-def test_route_may_accept_any_certificate_and_says_so(alpha, beta, run_listener, make_router, configuration):
-    change(alpha, smtp_outbound_tcp_status="negotiated_ssl", smtp_outbound_tcp_port=beta.smtp_inbound_tcp_port)
-    change(configuration, routes="beta.test 127.0.0.1 tls=any")
     run_listener(beta)
     message = queue_at(alpha, [BOB])
 
@@ -113,8 +118,8 @@ def test_route_may_accept_any_certificate_and_says_so(alpha, beta, run_listener,
 
     assert bob_mailbox().count() == 1
     attempt = last_attempt(message)
-    assert attempt.tls == "starttls"
-    assert attempt.certificate == "any certificate accepted (route option tls=any)"
+    assert (attempt.tls, attempt.tls_policy) == ("starttls", "opportunistic")
+    assert attempt.certificate == "any certificate accepted (opportunistic TLS policy)"
 
 
 def test_negotiated_ssl_to_a_server_without_starttls_goes_in_clear_and_is_logged(alpha, beta, run_listener, make_router):
@@ -128,7 +133,33 @@ def test_negotiated_ssl_to_a_server_without_starttls_goes_in_clear_and_is_logged
     assert bob_mailbox().get().message.tls is False
     attempt = last_attempt(message)
     assert attempt.tls == "none"
-    assert "The remote does not offer STARTTLS: the message goes in clear text (Negotiated SSL)." in attempt.detail
+    assert "The remote does not offer STARTTLS: the message goes in clear text (opportunistic TLS policy)." in attempt.detail
+
+
+@pytest.mark.parametrize(("tcp_status", "starttls_inbound", "reason"), [
+    ("negotiated_ssl", "enabled", "failed verification"),
+    ("negotiated_ssl", "disabled", "does not offer STARTTLS and the TLS policy is verified"),
+    ("enabled", "disabled", "does not offer STARTTLS and the TLS policy is verified"),
+], ids=["certificate-it-cannot-verify", "stripped-starttls", "stripped-starttls-on-a-clear-text-port"])
+def test_verified_policy_defers_and_sends_nothing_in_clear(
+        alpha, beta, run_listener, make_router, configuration, tcp_status, starttls_inbound, reason):
+    """The test CA is not in the system trust store; B offering no STARTTLS is what an attacker stripping it
+    would show. Under the verified policy the message waits, says why, and not even MAIL FROM is sent."""
+    change(alpha, smtp_outbound_tcp_status=tcp_status, smtp_outbound_tcp_port=beta.smtp_inbound_tcp_port)
+    change(beta_configuration(), starttls_inbound=starttls_inbound)
+    change(configuration, routes="beta.test 127.0.0.1 tls=verified")
+    run_listener(beta)
+    message = queue_at(alpha, [BOB])
+
+    make_router(alpha).run_once()
+
+    queued = QueuedRecipient.objects.get(message=message)
+    assert queued.state == QueuedRecipient.State.DEFERRED
+    assert reason in queued.last_error
+    attempt = last_attempt(message)
+    assert attempt.tls_policy == "verified"
+    assert not any(line.lower().startswith("> mail") for line in attempt.transcript)
+    assert not bob_mailbox().exists()
 
 
 def test_standard_port_while_b_listens_elsewhere_defers_with_a_clear_reason(alpha, beta, run_listener, make_router):

@@ -66,8 +66,8 @@ def test_forms_keep_djangos_size_caps():
 
 @pytest.mark.parametrize(("model", "field", "value", "error"), [
     (models.Server, "smtp_inbound_tcp_port", "1e9", "Enter a whole number."),
-    (models.Server, "smtp_inbound_tcp_port", "9" * 30, "Ensure this value is less than or equal to 65535."),
-    (models.Server, "smtp_inbound_tcp_port", "-25", "Ensure this value is greater than or equal to 0."),
+    (models.Server, "smtp_inbound_tcp_port", "9" * 30, "Enter a port number from 1 to 65535."),
+    (models.Server, "smtp_inbound_tcp_port", "-25", "Enter a port number from 1 to 65535."),
     (models.Server, "smtp_inbound_tcp_status", "sometimes", "Select a valid choice. sometimes is not one of the available choices."),
     (models.Server, "smtp_listener_enabled", "maybe", "Select a valid choice. maybe is not one of the available choices."),
     (models.Server, "tls_credentials", "no-such-cert", "Select a valid choice. That choice is not one of the available choices."),
@@ -80,7 +80,7 @@ def test_forms_keep_djangos_size_caps():
     (models.ConfigurationSettings, "relay_auth_password", "x" * 501, "Ensure this value has at most 500 characters (it has 501)."),
     (models.ConfigurationSettings, "routes", "partner.test",
      "“partner.test”: write a domain pattern, then the destination host (partner.test 127.0.0.1:2626), then optionally "
-     "ca=/path/to/ca.pem or tls=any."),
+     "tls=opportunistic or tls=verified, and ca=/path/to/ca.pem."),
     (models.InternetSite, "mapped_addresses", "not an address!", "“not an address!” is neither *, an IP address nor a host name."),
     (models.Person, "internet_address", "not an address", "Enter a valid email address."),
     (models.Group, "group_type", "secret", "Select a valid choice. secret is not one of the available choices."),
@@ -155,7 +155,7 @@ def one_server(**fields):
 
 
 @pytest.mark.parametrize(("text", "error"), [
-    (one_server(smtp_inbound={"tcp_port": 10**30}), "servers[0].smtp_inbound.tcp_port: Ensure this value is less than or equal to 65535."),
+    (one_server(smtp_inbound={"tcp_port": 10**30}), "servers[0].smtp_inbound.tcp_port: Enter a port number from 1 to 65535."),
     (one_server(smtp_inbound={"tcp_port": 1e9}), "servers[0].smtp_inbound.tcp_port: Expected a whole number, not a decimal number."),
     (one_server(host_name="h" * 1_000_000), "servers[0].host_name: Ensure this value has at most 253 characters (it has 1000000)."),
     (one_server(listen_addresses=[[[["127.0.0.1"]]]]), "servers[0].listen_addresses: Expected a list of text entries, not a list holding a list."),

@@ -218,7 +218,7 @@ def test_smtp_sessions_and_relay_transcripts_never_show_a_password(alpha, beta, 
     say who authenticated, never with what."""
     change(beta, smtp_inbound_tcp_auth_name_password=True)
     change(configuration, relay_host=f"127.0.0.1:{beta.smtp_inbound_tcp_port}", relay_auth="required",
-           relay_auth_name=BOB, relay_auth_password=BOB_PASSWORD)
+           relay_auth_name=BOB, relay_auth_password=BOB_PASSWORD, relay_auth_allow_cleartext=True)
     run_listener(beta)
     with smtplib.SMTP("127.0.0.1", beta.smtp_inbound_tcp_port, timeout=10) as client:
         assert client.login(BOB, BOB_PASSWORD)[0] == 235

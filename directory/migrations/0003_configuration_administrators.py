@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('directory', '0003_relay_ca_file'),
+        ('directory', '0002_documentversion'),
     ]
 
     operations = [

@@ -1,0 +1,44 @@
+"""Text from the network made safe to store: what a client typed must never make a database write fail.
+
+PostgreSQL refuses NUL in text and in ``jsonb`` (``\\u0000``), and a lone surrogate (what Python's
+``surrogateescape`` makes of undecodable bytes) cannot be encoded as UTF-8; both made one hostile EHLO
+fail the message and every later heartbeat (docs/security.md). Pure functions, no ORM: the store applies
+them to every field it writes.
+"""
+import unicodedata
+
+REPLACEMENT = "\ufffd"
+"""What stands in for a character that cannot be stored (U+FFFD REPLACEMENT CHARACTER): visible, so the
+console shows that something was there."""
+
+
+def db_safe(text: object, max_len: int | None = None) -> str:
+    """``text`` as a string any database stores: control characters (NUL included) and lone surrogates
+    become U+FFFD, a tab a space; cut to ``max_len`` characters when given. Bytes are read as UTF-8."""
+    if text is None:
+        return ""
+    if isinstance(text, bytes | bytearray | memoryview):
+        text = bytes(text).decode("utf-8", "replace")
+    text = str(text)
+    if not text.isprintable():
+        text = "".join(_safe_character(character) for character in text)
+    return text[:max_len] if max_len is not None else text
+
+
+def _safe_character(character: str) -> str:
+    if character == "\t":
+        return " "
+    if unicodedata.category(character) in ("Cc", "Cs"):
+        return REPLACEMENT
+    return character
+
+
+def db_safe_json(value: object) -> object:
+    """A JSON value with every string in it (dictionary keys too) made safe by ``db_safe``."""
+    if isinstance(value, str):
+        return db_safe(value)
+    if isinstance(value, dict):
+        return {db_safe(key) if isinstance(key, str) else key: db_safe_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [db_safe_json(item) for item in value]
+    return value
