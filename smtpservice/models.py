@@ -174,6 +174,10 @@ class ListenerStatus(models.Model):
         _("ports"), default=list,
         help_text=_("[{kind, port, address, configured, bound, error}] for each inbound port."),
     )
+    workers = models.JSONField(
+        _("workers"), default=dict, blank=True,
+        help_text=_("{index: {pid, open_sessions, running, heartbeat_at}} for each worker process sharing the ports."),
+    )
 
     STALE_AFTER_SECONDS = 15
 

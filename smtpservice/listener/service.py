@@ -67,8 +67,11 @@ class ListenerService:
 
     def __init__(self, server_name: str, *, poll_interval: float = POLL_INTERVAL, heartbeat_interval: float = 2.0,
                  retry_interval: float = 2.0, idle_timeout: float = 300.0, shutdown_grace: float = 10.0,
-                 limits: Limits | None = None, throttle_limits: throttle.Limits | None = None) -> None:
+                 limits: Limits | None = None, throttle_limits: throttle.Limits | None = None,
+                 worker: int | None = None) -> None:
         self.server_name = server_name
+        self.worker = worker
+        """This process's index among the workers sharing the ports (``runsmtp --workers``), None when alone."""
         self.limits = limits or Limits()
         self.throttle_limits = throttle_limits or throttle.DEFAULT_LIMITS
         self.storage_retry_at = 0.0
@@ -330,7 +333,8 @@ class ListenerService:
             try:
                 self.servers[key] = await self.loop.create_server(
                     lambda kind=kind: SmtpProtocol(self, kind), host=address, port=port, reuse_address=True,
-                    backlog=LISTEN_BACKLOG,
+                    # Workers share each port; the kernel spreads the connections among them (SO_REUSEPORT).
+                    reuse_port=self.worker is not None, backlog=LISTEN_BACKLOG,
                 )
             except OSError as error:
                 if self.bind_errors.get(key) != str(error):
@@ -361,6 +365,7 @@ class ListenerService:
             await self.db(storage.heartbeat, self.server_id, {
                 "pid": os.getpid(), "host": socket.gethostname(), "revision": self.snapshot.revision,
                 "open_sessions": len(self.sessions), "running": running, "ports": self.port_report(),
+                **({} if self.worker is None else {"worker": self.worker}),
             }, sessions)
         except Exception:
             self.finished_sessions = (sessions + self.finished_sessions)[-MAX_PENDING_SESSION_LOGS:]

@@ -143,6 +143,32 @@ def session_record(server_id: int, session: object) -> SessionLog:
     }))
 
 
+def _worker_heartbeat(server_id: int, worker: int, status: dict, now: datetime.datetime) -> None:
+    """One worker of several sharing the ports: its own entry in ``workers``, and open sessions summed over
+    the workers whose heartbeat is fresh. Worker 0 also reports the ports, the revision and the process.
+
+    The row is locked while it is read and written back, so two workers never overwrite each other.
+    """
+    row, _created = ListenerStatus.objects.select_for_update().get_or_create(server_id=server_id)
+    workers = dict(row.workers or {})
+    workers[str(worker)] = {
+        "pid": status["pid"], "open_sessions": status["open_sessions"], "running": status["running"],
+        "heartbeat_at": now.isoformat(),
+    }
+    fresh_since = now - datetime.timedelta(seconds=ListenerStatus.STALE_AFTER_SECONDS)
+    fresh = {key: entry for key, entry in workers.items()
+             if entry["running"] and datetime.datetime.fromisoformat(entry["heartbeat_at"]) >= fresh_since}
+    row.workers = workers
+    row.open_sessions = sum(entry["open_sessions"] for entry in fresh.values())
+    row.running = bool(fresh)
+    row.heartbeat_at = now
+    if worker == 0:
+        for name, value in safe_fields(ListenerStatus, status).items():
+            if name not in ("open_sessions", "running"):
+                setattr(row, name, value)
+    row.save()
+
+
 @transaction.atomic
 def heartbeat(server_id: int, status: dict, finished_sessions: list[SessionLog]) -> list[SessionLog]:
     """Write the listener's status row and the sessions that ended since the last heartbeat.
@@ -152,9 +178,14 @@ def heartbeat(server_id: int, status: dict, finished_sessions: list[SessionLog])
     the records set aside.
     """
     now = timezone.now()
-    ListenerStatus.objects.update_or_create(
-        server_id=server_id, defaults={**safe_fields(ListenerStatus, status), "heartbeat_at": now},
-    )
+    status = dict(status)
+    worker = status.pop("worker", None)
+    if worker is None:
+        ListenerStatus.objects.update_or_create(
+            server_id=server_id, defaults={**safe_fields(ListenerStatus, status), "heartbeat_at": now},
+        )
+    else:
+        _worker_heartbeat(server_id, worker, status, now)
     if not finished_sessions:
         return []
     try:
