@@ -718,7 +718,10 @@ class Group(Document):
 
 def groups_mapping(override=None):
     """All groups as ``{lower-cased name: (type, members)}`` for the pure name matcher."""
-    mapping = {names.abbreviate(g.name).lower(): (g.group_type, list(g.members)) for g in Group.objects.all()}
+    mapping = {
+        names.abbreviate(name).lower(): (group_type, list(members))
+        for name, group_type, members in Group.objects.values_list("name", "group_type", "members")
+    }
     if override is not None:
         mapping[names.abbreviate(override.name).lower()] = (override.group_type, list(override.members))
     return mapping

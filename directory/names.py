@@ -6,18 +6,28 @@ of cases can test them. Names compare without regard to case, as in Domino.
 *Decision* (docs/decisions.md): a wildcard entry ``*/Sales/Acme`` matches every name whose trailing
 components are ``Sales/Acme``, at any depth below it; ``*`` matches every name.
 """
+import functools
 from dataclasses import dataclass
 
 CANONICAL_PREFIXES = ("cn=", "ou=", "o=", "c=")
+
+_END = object()  # the end of a list being walked
 
 # Group types whose members count in access lists; Mail-only groups do not, as in Domino.
 ACCESS_GROUP_TYPES = frozenset({"multi_purpose", "acl_only"})
 
 
-def abbreviate(name):
+def abbreviate(name) -> str:
     """Turn ``CN=Jane Doe/OU=Sales/O=Acme`` into ``Jane Doe/Sales/Acme`` and trim blanks."""
+    return _abbreviated(str(name))
+
+
+# Cached: access checks compare the same few thousand names again and again (a person against every
+# member of every nested group), and a name's abbreviated form never changes.
+@functools.lru_cache(maxsize=1 << 16)
+def _abbreviated(name: str) -> str:
     parts = []
-    for part in str(name).split("/"):
+    for part in name.split("/"):
         part = part.strip()
         if part.lower().startswith(CANONICAL_PREFIXES):
             part = part.split("=", 1)[1].strip()
@@ -25,9 +35,19 @@ def abbreviate(name):
     return "/".join(parts)
 
 
-def components(name):
+@functools.lru_cache(maxsize=1 << 16)
+def _parts(name: str) -> tuple:
+    return tuple(part.lower() for part in _abbreviated(name).split("/"))
+
+
+def components(name) -> list:
     """Components of a name, lower-cased for comparison."""
-    return [part.lower() for part in abbreviate(name).split("/")]
+    return list(_parts(str(name)))
+
+
+def _key(name) -> str:
+    """The lower-cased abbreviated name: how groups are looked up."""
+    return "/".join(_parts(str(name)))
 
 
 def is_valid_name(name, hierarchical=False):
@@ -49,18 +69,20 @@ def is_wildcard(entry):
     return entry == "*" or entry.startswith("*/")
 
 
-def wildcard_matches(name, entry):
+def wildcard_matches(name, entry) -> bool:
     """Does the wildcard entry (``*`` or ``*/Sales/Acme``) cover this name?"""
-    entry_parts = components(entry)
-    if entry_parts == ["*"]:
-        return True
+    return _wildcard_covers(_parts(str(entry)), _parts(str(name)))
+
+
+def _wildcard_covers(entry_parts: tuple, name_parts: tuple) -> bool:
     suffix = entry_parts[1:]
-    name_parts = components(name)
+    if not suffix:
+        return True
     return len(name_parts) > len(suffix) and name_parts[-len(suffix):] == suffix
 
 
-def same_name(a, b):
-    return components(a) == components(b)
+def same_name(a, b) -> bool:
+    return _parts(str(a)) == _parts(str(b))
 
 
 @dataclass(frozen=True)
@@ -81,68 +103,66 @@ def match_access_list(name, entries, groups, aliases=()):
 
     ``groups`` maps a lower-cased group name to ``(group_type, members)``. Groups nest to any depth;
     each group is expanded once per lookup (a second visit cannot find what the first did not), so
-    cycles end and densely nested groups stay linear. Mail-only groups are ignored.
+    cycles end and densely nested groups stay linear. Mail-only groups are ignored. The walk keeps
+    its own stack rather than recursing, so no depth of nesting can exhaust Python's.
     """
-    candidates = [name, *aliases]
+    candidates = {_parts(str(candidate)) for candidate in (name, *aliases)}
     expanded = set()
-
-    def direct(entry):
-        if is_wildcard(entry):
-            return any(wildcard_matches(candidate, entry) for candidate in candidates)
-        return any(same_name(candidate, entry) for candidate in candidates)
-
-    def search(entry_list, path):
-        for entry in entry_list:
-            if direct(entry):
+    stack = [(iter(entries), ())]  # depth first, entries in their order: the first match in reading order
+    while stack:
+        pending, path = stack[-1]
+        entry = next(pending, _END)
+        if entry is _END:
+            stack.pop()
+            continue
+        parts = _parts(str(entry))
+        if parts[0] == "*":
+            if any(_wildcard_covers(parts, candidate) for candidate in candidates):
                 return Match(abbreviate(entry), path)
-            key = abbreviate(entry).lower()
-            group = groups.get(key)
-            if group is None or key in expanded:
-                continue
-            group_type, members = group
-            if group_type not in ACCESS_GROUP_TYPES:
-                continue
-            expanded.add(key)
-            found = search(members, path + (abbreviate(entry),))
-            if found:
-                return found
-        return None
-
-    return search(entries, ())
+        elif parts in candidates:
+            return Match(abbreviate(entry), path)
+        key = "/".join(parts)
+        group = groups.get(key)
+        if group is None or key in expanded or group[0] not in ACCESS_GROUP_TYPES:
+            continue
+        expanded.add(key)
+        stack.append((iter(group[1]), path + (abbreviate(entry),)))
+    return None
 
 
 def expand_group(group_name, groups):
     """Every non-group member reachable from a group, cycles included once (for display)."""
-    seen, result, stack = set(), [], [abbreviate(group_name).lower()]
+    seen, result, listed, stack = set(), [], set(), [_key(group_name)]
     while stack:
         key = stack.pop()
         if key in seen or key not in groups:
             continue
         seen.add(key)
         for member in groups[key][1]:
-            member_key = abbreviate(member).lower()
+            member_key = _key(member)
             if member_key in groups:
                 stack.append(member_key)
-            elif member not in result:
+            elif member not in listed:
+                listed.add(member)
                 result.append(member)
     return result
 
 
 def find_cycle(group_name, groups):
     """Return the names forming a cycle through ``group_name`` (for a warning), or None."""
-    start = abbreviate(group_name).lower()
+    start = _key(group_name)
     walked = {start}
-
-    def walk(key, path):
-        for member in groups.get(key, ("", []))[1]:
-            member_key = abbreviate(member).lower()
-            if member_key == start:
-                return path + [abbreviate(member)]
-            if member_key in groups and member_key not in walked:
-                walked.add(member_key)
-                found = walk(member_key, path + [abbreviate(member)])
-                if found:
-                    return found
-        return None
-
-    return walk(start, [abbreviate(group_name)])
+    stack = [(iter(groups.get(start, ("", []))[1]), [abbreviate(group_name)])]
+    while stack:
+        pending, path = stack[-1]
+        member = next(pending, _END)
+        if member is _END:
+            stack.pop()
+            continue
+        member_key = _key(member)
+        if member_key == start:
+            return path + [abbreviate(member)]
+        if member_key in groups and member_key not in walked:
+            walked.add(member_key)
+            stack.append((iter(groups[member_key][1]), path + [abbreviate(member)]))
+    return None

@@ -26,9 +26,12 @@ class ServerPageMixin(RoleRequiredMixin):
     def server(self):
         return get_object_or_404(Server, pk=self.kwargs["pk"])
 
+    # Settings only: no page here looks a user up, except the simulator's answer (``SimulatorView.post``).
+    people_and_groups = False
+
     @cached_property
     def snapshot(self):
-        return load_snapshot(self.server.name)
+        return load_snapshot(self.server.name, people_and_groups=self.people_and_groups)
 
     def get_context_data(self, **kwargs):
         kwargs.setdefault("server", self.server)
@@ -48,6 +51,7 @@ class SimulatorView(ServerPageMixin, TemplateView):
         return self.render_to_response(self.get_context_data(form=SimulatorForm(self.snapshot)))
 
     def post(self, request, *args, **kwargs):
+        self.people_and_groups = True  # the simulation finds the person of a login and checks server access
         form = SimulatorForm(self.snapshot, data=request.POST)
         simulation = simulator.simulate(self.snapshot, form.inputs()) if form.is_valid() else None
         return self.render_to_response(self.get_context_data(form=form, simulation=simulation))

@@ -101,8 +101,12 @@ def _configuration(server):
 
 
 @transaction.atomic
-def load_snapshot(server_name):
-    """Everything the listener of ``server_name`` needs, in a constant number of queries."""
+def load_snapshot(server_name: str, people_and_groups: bool = True) -> policy.SettingsSnapshot:
+    """Everything the listener of ``server_name`` needs, in a constant number of queries.
+
+    ``people_and_groups=False`` leaves out the Person and Group documents (tens of thousands in a large
+    directory) for console pages that show or compare settings and never look a user up.
+    """
     revision = current_revision()
     server = Server.objects.select_related("tls_credentials").filter(name__iexact=names.abbreviate(server_name)).first()
     if server is None:
@@ -110,11 +114,11 @@ def load_snapshot(server_name):
     config, config_source = _configuration(server)
     sites = list(InternetSite.objects.hosting(server.name).select_related("tls_credentials"))
     people = [
-        policy.PersonSnapshot(full_name, first, last, short, address, password)
-        for full_name, first, last, short, address, password in Person.objects.order_by("full_name").values_list(
+        policy.PersonSnapshot(*row)
+        for row in Person.objects.order_by("full_name").values_list(
             "full_name", "first_name", "last_name", "short_name", "internet_address", "internet_password"
         )
-    ]
+    ] if people_and_groups else []
     return policy.SettingsSnapshot(
         server_name=server.name,
         host_name=server.host_name,
@@ -152,6 +156,6 @@ def load_snapshot(server_name):
         config=config,
         config_source=config_source,
         people=tuple(people),
-        groups=groups_mapping(),
+        groups=groups_mapping() if people_and_groups else {},
         credentials=_credentials([server.tls_credentials, *(site.tls_credentials for site in sites)]),
     )
