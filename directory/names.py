@@ -166,3 +166,48 @@ def find_cycle(group_name, groups):
             walked.add(member_key)
             stack.append((iter(groups[member_key][1]), path + [abbreviate(member)]))
     return None
+
+
+def groups_in_cycles(groups) -> set:
+    """The keys of every group that contains itself through its members (Tarjan's strongly connected
+    components, with its own stack): one pass for all groups instead of one walk from each."""
+    index, low, on_stack, stack, result = {}, {}, set(), [], set()
+    for root in groups:
+        if root in index:
+            continue
+        work = [(root, iter(groups[root][1]))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            key, pending = work[-1]
+            member = next(pending, _END)
+            if member is not _END:
+                member_key = _key(member)
+                if member_key not in groups:
+                    continue
+                if member_key == key:
+                    result.add(key)  # a group that lists itself
+                if member_key not in index:
+                    index[member_key] = low[member_key] = len(index)
+                    stack.append(member_key)
+                    on_stack.add(member_key)
+                    work.append((member_key, iter(groups[member_key][1])))
+                elif member_key in on_stack:
+                    low[key] = min(low[key], index[member_key])
+                continue
+            work.pop()
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[key])
+            if low[key] == index[key]:
+                component = []
+                while True:
+                    member_key = stack.pop()
+                    on_stack.discard(member_key)
+                    component.append(member_key)
+                    if member_key == key:
+                        break
+                if len(component) > 1:
+                    result.update(component)
+    return result
