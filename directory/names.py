@@ -47,7 +47,12 @@ def components(name) -> list:
 
 def _key(name) -> str:
     """The lower-cased abbreviated name: how groups are looked up."""
-    return "/".join(_parts(str(name)))
+    return _joined(str(name))
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _joined(name: str) -> str:
+    return "/".join(_parts(name))
 
 
 def is_valid_name(name, hierarchical=False):
@@ -106,7 +111,8 @@ def match_access_list(name, entries, groups, aliases=()):
     cycles end and densely nested groups stay linear. Mail-only groups are ignored. The walk keeps
     its own stack rather than recursing, so no depth of nesting can exhaust Python's.
     """
-    candidates = {_parts(str(candidate)) for candidate in (name, *aliases)}
+    candidates = {_key(candidate) for candidate in (name, *aliases)}
+    candidate_parts = [_parts(str(candidate)) for candidate in (name, *aliases)]
     expanded = set()
     stack = [(iter(entries), ())]  # depth first, entries in their order: the first match in reading order
     while stack:
@@ -115,13 +121,14 @@ def match_access_list(name, entries, groups, aliases=()):
         if entry is _END:
             stack.pop()
             continue
-        parts = _parts(str(entry))
-        if parts[0] == "*":
-            if any(_wildcard_covers(parts, candidate) for candidate in candidates):
+        # Keys join the lower-cased components with "/", which no component holds: equal keys, equal names.
+        key = _key(entry)
+        if key[:1] == "*" and key[1:2] in ("", "/"):
+            parts = _parts(str(entry))
+            if any(_wildcard_covers(parts, candidate) for candidate in candidate_parts):
                 return Match(abbreviate(entry), path)
-        elif parts in candidates:
+        elif key in candidates:
             return Match(abbreviate(entry), path)
-        key = "/".join(parts)
         group = groups.get(key)
         if group is None or key in expanded or group[0] not in ACCESS_GROUP_TYPES:
             continue
