@@ -16,7 +16,7 @@ from directory.permissions import RoleRequiredMixin
 from smtpservice.console import selftest
 from smtpservice.console.explain_forms import SimulatorForm
 from smtpservice.core import simulator
-from smtpservice.store.snapshot import load_snapshot
+from smtpservice.store.snapshot import load_snapshot, recent_snapshot
 
 
 class ServerPageMixin(RoleRequiredMixin):
@@ -31,7 +31,9 @@ class ServerPageMixin(RoleRequiredMixin):
 
     @cached_property
     def snapshot(self):
-        return load_snapshot(self.server.name, people_and_groups=self.people_and_groups)
+        if self.people_and_groups:
+            return recent_snapshot(self.server.name)
+        return load_snapshot(self.server.name, people_and_groups=False)
 
     def get_context_data(self, **kwargs):
         kwargs.setdefault("server", self.server)
