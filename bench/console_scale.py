@@ -96,6 +96,8 @@ def build(env: dict, data: Path, people: int, depth: int, smtp_port: int, ssl_po
     seconds, cpu = manage("importdirectory", str(file), env=env)
     print(f"IMPORT people={people} groups={depth} seconds={seconds:.1f} cpu_s={cpu:.1f} target<={TARGETS['import_s']} "
           f"{verdict(seconds, TARGETS['import_s'])} ({load()})")
+    seconds, cpu = manage("importdirectory", str(file), env=env)
+    print(f"REIMPORT unchanged seconds={seconds:.1f} cpu_s={cpu:.1f} ({load()})")
 
 
 def listener(env: dict, smtp_port: int) -> None:
