@@ -218,3 +218,37 @@ def groups_in_cycles(groups) -> set:
                 if len(component) > 1:
                     result.update(component)
     return result
+
+
+class AccessList:
+    """An access list with its nested groups expanded once, to test many names against it.
+
+    ``name in AccessList(entries, groups)`` is ``match_access_list(name, entries, groups) is not None``,
+    without the path: for thousands of names (everyone the Administrators field names, say) one walk
+    of the groups instead of one per name.
+    """
+
+    def __init__(self, entries, groups):
+        self.keys, self.wildcards = set(), []
+        expanded, stack = set(), [iter(entries)]
+        while stack:
+            entry = next(stack[-1], _END)
+            if entry is _END:
+                stack.pop()
+                continue
+            key = _key(entry)
+            if key[:1] == "*" and key[1:2] in ("", "/"):
+                self.wildcards.append(_parts(str(entry)))
+            else:
+                self.keys.add(key)
+            group = groups.get(key)
+            if group is None or key in expanded or group[0] not in ACCESS_GROUP_TYPES:
+                continue
+            expanded.add(key)
+            stack.append(iter(group[1]))
+
+    def __contains__(self, name) -> bool:
+        if _key(name) in self.keys:
+            return True
+        parts = _parts(str(name))
+        return any(_wildcard_covers(wildcard, parts) for wildcard in self.wildcards)

@@ -132,3 +132,17 @@ def test_pages_that_only_show_settings_read_no_people_or_groups():
     assert settings_only.people == () and dict(settings_only.groups) == {}
     assert len(full.people) == 1 and set(full.groups) == set(groups_mapping())
     assert settings_only.inbound == full.inbound and settings_only.config == full.config
+
+
+def test_an_access_list_expanded_once_answers_as_matching_each_name():
+    groups = {
+        **chain(300, ["Person 1/Staff/Acme", "*/Sales/Acme", "Mail Only"]),
+        "mail only": ("mail_only", ["Hidden/Staff/Acme"]),
+        "loop": ("multi_purpose", ["Loop", "CN=Looped/O=Acme"]),
+    }
+    entries = ["G1", "Loop", "Direct/Acme"]
+    access_list = names.AccessList(entries, groups)
+    for name in ("person 1/staff/acme", "Jane/Sales/Acme", "A/B/Sales/Acme", "Sales/Acme", "Hidden/Staff/Acme",
+                 "Mail Only", "Looped/Acme", "Direct/Acme", "Nobody/Acme", "G150", "*"):
+        assert (name in access_list) == (names.match_access_list(name, entries, groups) is not None), name
+    assert "Anyone/Acme" in names.AccessList(["*"], {})
