@@ -61,7 +61,7 @@ def actor_name(user, source=None):
     return source or "system"
 
 
-def audit_entry(user, action, instance, before=None, source=None):
+def audit_entry(user, action: str, instance: Document, before: dict | None = None, source: str | None = None) -> AuditEntry | None:
     """The unsaved AuditEntry of one change, or None for a change that changes nothing."""
     after = snapshot(instance) if action != AuditEntry.Action.DELETE else {}
     changes = diff(before or {}, after)
@@ -79,7 +79,8 @@ def audit_entry(user, action, instance, before=None, source=None):
     )
 
 
-def record(user, action, instance, before=None, source=None):
+def record(user, action: str, instance: Document, before: dict | None = None, source: str | None = None) -> AuditEntry | None:
+    """Record one change in the audit trail (nothing for a change that changes nothing)."""
     entry = audit_entry(user, action, instance, before, source)
     if entry is not None:
         entry.save()
@@ -124,7 +125,7 @@ def save_document(form, user, source=None, restored_from=None):
     return saved
 
 
-def bulk_create_sending_signals(model, instances, using):
+def bulk_create_sending_signals(model: type, instances: list, using: str) -> list:
     """``bulk_create`` that still sends ``pre_save`` and ``post_save`` for each instance, as ``save()``
     does: the SMTP service counts directory revisions and stamps versions through them."""
     for instance in instances:
@@ -136,7 +137,7 @@ def bulk_create_sending_signals(model, instances, using):
 
 
 @transaction.atomic
-def save_new_documents(forms, user, source=None):
+def save_new_documents(forms: list, user, source: str | None = None) -> list:
     """Create many documents of one type (the import) with what ``save_document`` gives each one,
     an audit entry and a first version, in a few bulk INSERTs instead of several queries per document."""
     documents = [form.save(commit=False) for form in forms]

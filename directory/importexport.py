@@ -345,7 +345,7 @@ class Existing:
     """The documents of one type already in the directory, read once, found by name as ``DocumentType.find``
     finds them (the same spelling first, else the same without regard to case), and their unique values."""
 
-    def __init__(self, doc_type):
+    def __init__(self, doc_type: DocumentType):
         self.doc_type = doc_type
         references = [key.field for key in doc_type.keys if isinstance(key.kind, Reference)]
         documents = list(doc_type.model.objects.select_related(*references))
@@ -358,11 +358,12 @@ class Existing:
         self.unique = models.UniqueValues(doc_type.model, documents)
 
     @property
-    def by_name(self):
+    def by_name(self) -> bool:
         """Configuration Settings are found by their server's name (or ``*``): few, looked up in the database."""
         return "__" not in self.doc_type.lookup
 
-    def find(self, name):
+    def find(self, name: str) -> models.Document | None:
+        """The stored document of this name, or None."""
         if not self.by_name:
             return self.doc_type.find(name)
         if self.doc_type.hierarchical:
@@ -607,7 +608,7 @@ class Importer:
             "document": target_type.model._meta.verbose_name, "name": name,
         }
 
-    def save(self, doc_type, where, form, stored):
+    def save(self, doc_type: DocumentType, where: str, form, stored: dict | None) -> None:
         """Save a changed document now; keep a new one to create with the others of its type."""
         tally = self.report.tallies[doc_type.key]
         instance = form.instance
@@ -625,14 +626,15 @@ class Importer:
             self.imported[doc_type.key][saved.pk] = where
             tally.updated += 1
 
-    def save_one(self, where, form):
+    def save_one(self, where: str, form) -> models.Document | None:
+        """Save one document through the audit trail; a refusal of the database is an error of the document."""
         try:
             return audit.save_document(form, None, source=SOURCE)
         except IntegrityError as error:
             self.error(where, _("The database refused this document: %(error)s") % {"error": error})
             return None
 
-    def create_new(self, doc_type):
+    def create_new(self, doc_type: DocumentType) -> None:
         """Create the valid new documents of this type together; if the database refuses the batch, one by
         one, so that the error names the document."""
         pending, self.new_forms = self.new_forms, []

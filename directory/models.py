@@ -89,7 +89,7 @@ class UniqueValues:
     case) per document. The database's unique constraints still hold: a race ends in IntegrityError.
     """
 
-    def __init__(self, model, documents=()):
+    def __init__(self, model: type, documents=()):
         self.model = model
         self.fields = [field for field in model._meta.concrete_fields if field.unique and not field.primary_key]
         self.owners = {field.attname: {} for field in self.fields}  # value -> owner
@@ -99,17 +99,18 @@ class UniqueValues:
             self.add(document)
 
     @staticmethod
-    def owner(instance):
+    def owner(instance: "Document") -> int:
         """A saved document is its primary key; an unsaved one is itself, until it is saved."""
         return instance.pk if instance.pk is not None else id(instance)
 
-    def values(self, instance):
+    def values(self, instance: "Document") -> tuple:
+        """Its unique values by column, and its name lower-cased."""
         values = {field.attname: getattr(instance, field.attname) for field in self.fields}
         name_field = self.model.name_field
         value = getattr(instance, name_field) if name_field else None
         return values, (value.lower() if value else None)
 
-    def add(self, instance):
+    def add(self, instance: "Document") -> None:
         """Hold the values of a document that is saved, or that will be saved with this import."""
         owner = self.owner(instance)
         self.discard(owner)
@@ -121,7 +122,8 @@ class UniqueValues:
             self.folded.setdefault(folded, owner)
         self.held[owner] = (values, folded)
 
-    def discard(self, owner):
+    def discard(self, owner: int) -> None:
+        """Forget the values an owner held."""
         values, folded = self.held.pop(owner, ({}, None))
         for attname, value in values.items():
             if self.owners[attname].get(value) == owner:
@@ -129,7 +131,7 @@ class UniqueValues:
         if folded and self.folded.get(folded) == owner:
             del self.folded[folded]
 
-    def errors(self, instance, exclude):
+    def errors(self, instance: "Document", exclude) -> dict:
         """The errors ``Document.validate_unique`` would find in the database, as ``{field: [error]}``."""
         exclude = set(exclude or ())
         owner = self.owner(instance)
@@ -200,7 +202,7 @@ class Document(models.Model):
         return []
 
     @classmethod
-    def warnings_of(cls, documents):
+    def warnings_of(cls, documents) -> dict:
         """``{pk: warnings}`` of many saved documents of this type (the import's report), sharing what they read."""
         return {document.pk: document.warnings() for document in documents}
 
@@ -800,7 +802,7 @@ class Group(Document):
     def get_absolute_url(self):
         return reverse("directory:group-detail", args=[self.pk])
 
-    def warnings(self, groups=None):
+    def warnings(self, groups: dict | None = None) -> list:
         """``groups``: the mapping of every group with this one as it is (read once for many groups)."""
         cycle = names.find_cycle(self.name, groups if groups is not None else groups_mapping(override=self))
         if cycle:
@@ -808,7 +810,7 @@ class Group(Document):
         return []
 
     @classmethod
-    def warnings_of(cls, documents):
+    def warnings_of(cls, documents) -> dict:
         """One read of every group, and a cycle looked for only from groups that are on one."""
         groups = groups_mapping()
         looping = names.groups_in_cycles(groups)

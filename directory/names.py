@@ -228,7 +228,7 @@ class AccessList:
     of the groups instead of one per name.
     """
 
-    def __init__(self, entries, groups):
+    def __init__(self, entries, groups) -> None:
         self.keys, self.wildcards = set(), []
         expanded, stack = set(), [iter(entries)]
         while stack:
