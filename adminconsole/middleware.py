@@ -14,6 +14,10 @@ CONTENT_SECURITY_POLICY = "; ".join((
 no built-in CSP."""
 
 
+DEBUG_ERROR_POLICY = CONTENT_SECURITY_POLICY + "; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'"
+"""Under DEBUG only, Django's own 404 and 500 pages (inline styles and a script) are allowed to show as designed."""
+
+
 class ContentSecurityPolicyMiddleware:
     """Set Content-Security-Policy on every response that does not set its own."""
 
@@ -21,6 +25,9 @@ class ContentSecurityPolicyMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
+        from django.conf import settings
+
         response = self.get_response(request)
-        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        debug_page = settings.DEBUG and response.status_code in (404, 500)
+        response.headers.setdefault("Content-Security-Policy", DEBUG_ERROR_POLICY if debug_page else CONTENT_SECURITY_POLICY)
         return response

@@ -56,6 +56,14 @@ def envsecret(name, default=None):
     return os.environ.get(name, default)
 
 
+def split_syslog_address(value):
+    """``host:port`` of a syslog server, for LOG_SYSLOG (UDP port 514 when none is given)."""
+    host, _colon, port = value.rpartition(":") if ":" in value else (value, "", "514")
+    if not port.isdigit():
+        raise ImproperlyConfigured(f"LOG_SYSLOG must be a socket path or host:port, not {value!r}")
+    return (host, int(port))
+
+
 DEBUG = envbool("DEBUG", False)
 SECRET_KEY = envsecret("SECRET_KEY", DEV_SECRET_KEY)
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
@@ -77,6 +85,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # WhiteNoise serves the collected static files (collectstatic) from the console's own process.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "adminconsole.middleware.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -119,6 +129,8 @@ DATABASE_URL = os.environ.get("DATABASE_URL", "")
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=envint("CONN_MAX_AGE", 0))}
 else:
+    # The data folder is made here, so that `manage.py migrate` works in a fresh clone without make.
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
@@ -154,8 +166,19 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "static-collected"))
+# WhiteNoise reads STATIC_ROOT when the first request comes; before any `collectstatic` it is an empty folder.
+# A daemon whose file system is read-only (ProtectSystem=strict) serves no static files and need not make it.
+try:
+    STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+except OSError:
+    pass
 # Bootstrap comes from the XStatic-Bootstrap package and is served locally, never from a CDN.
 STATICFILES_DIRS = [("bootstrap", xstatic.pkg.bootstrap.BASE_DIR), BASE_DIR / "static"]
+# Hashed, compressed file names that browsers may cache for ever (WhiteNoise); `collectstatic` writes them.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
 
 CRISPY_ALLOWED_TEMPLATE_PACKS = "bootstrap5"
 CRISPY_TEMPLATE_PACK = os.environ.get("CRISPY_TEMPLATE_PACK", "bootstrap5")
@@ -191,20 +214,42 @@ SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", False)
 SILENCED_SYSTEM_CHECKS = ["security.W021"]
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if envbool("BEHIND_HTTPS_PROXY", False) else None
 
-# Outbound router (smtpservice.router.service, docs/outbound.md).
+# Outbound router (smtpservice.router.service, docs/design/outbound.md).
 ROUTER_MESSAGE_LIFETIME_HOURS = envint("ROUTER_MESSAGE_LIFETIME_HOURS", 120)
 ROUTER_RETRY_SECONDS = envint("ROUTER_RETRY_SECONDS", 300)
 ROUTER_RETRY_MAX_SECONDS = envint("ROUTER_RETRY_MAX_SECONDS", 4 * 60 * 60)
 ROUTER_LEASE_SECONDS = envint("ROUTER_LEASE_SECONDS", 120)
 ROUTER_SMTP_TIMEOUT = envint("ROUTER_SMTP_TIMEOUT", 60)
 
+# Logs go to stderr (systemd's journal keeps them); LOG_FORMAT=json writes one JSON object a line, and
+# LOG_SYSLOG=/dev/log (or host:port) sends them to syslog as well. docs/reference/environment.md.
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be plain or json, not {LOG_FORMAT!r}")
+LOG_SYSLOG = os.environ.get("LOG_SYSLOG", "")
+LOG_HANDLERS = ["console", "syslog"] if LOG_SYSLOG else ["console"]
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"client_errors_without_traceback": {"()": "adminconsole.logformat.ClientErrorsWithoutTraceback"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "adminconsole.logformat.JsonFormatter"},
+        "syslog": {"format": "%(name)s[%(process)d]: %(message)s"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["client_errors_without_traceback"],
+        },
+        **({"syslog": {
+            "class": "logging.handlers.SysLogHandler", "formatter": "json" if LOG_FORMAT == "json" else "syslog",
+            "address": LOG_SYSLOG if LOG_SYSLOG.startswith("/") else split_syslog_address(LOG_SYSLOG),
+            "facility": "mail",
+        }} if LOG_SYSLOG else {}),
+    },
     "loggers": {
-        "smtpservice": {"handlers": ["console"], "level": os.environ.get("SMTP_LOG_LEVEL", "INFO")},
-        "directory": {"handlers": ["console"], "level": "INFO"},
+        "smtpservice": {"handlers": LOG_HANDLERS, "level": os.environ.get("SMTP_LOG_LEVEL", "INFO")},
+        "directory": {"handlers": LOG_HANDLERS, "level": "INFO"},
+        "django.request": {"handlers": LOG_HANDLERS, "level": "WARNING", "propagate": False},
     },
 }

@@ -21,6 +21,7 @@ from directory import roles
 from directory.models import AuditEntry, Server, TLSCredentials
 from directory.permissions import RoleRequiredMixin
 from directory.presenters import DOCUMENT_TYPES, PAGE_SIZE, labelled_warnings, with_change_rows
+from smtpservice.models import MailboxEntry
 
 EXPIRY_WARNING_DAYS = 30
 USER_DOCUMENT_TYPE = "user"
@@ -44,6 +45,7 @@ class DashboardView(RoleRequiredMixin, TemplateView):
             ).order_by("not_after"),
             expiry_warning_days=EXPIRY_WARNING_DAYS,
             recent=with_change_rows(AuditEntry.objects.select_related("user")[:10]),
+            postmaster_waiting=MailboxEntry.objects.filter(person__isnull=True).count(),
         )
         return context
 

@@ -3,7 +3,7 @@
 Every write to a directory document goes through ``save_document`` or ``delete_document`` (console
 views and ``importdirectory`` alike), so no change escapes the trail. Secret fields are masked in
 the trail; the ``DocumentVersion`` written with each entry keeps them as stored, for restore only
-(``docs/history.md``).
+(``docs/design/history.md``).
 """
 from django.db import router, transaction
 from django.db.models import Max

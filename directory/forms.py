@@ -251,6 +251,7 @@ class ConfigurationSettingsForm(DocumentForm):
     relay_deny_domains = LinesField()
     connection_allow_hosts = LinesField()
     connection_deny_hosts = LinesField()
+    administrators = LinesField()
     routes = RoutesField()
     relay_auth_password = forms.CharField(
         required=False, strip=False, widget=forms.PasswordInput(render_value=False),
@@ -264,16 +265,16 @@ class ConfigurationSettingsForm(DocumentForm):
     class Meta:
         model = models.ConfigurationSettings
         fields = [
-            "server", "local_domains", "smtp_outside_local_domain", "relay_host", "relay_auth", "relay_auth_name",
-            "routes", "max_message_size_kb", "max_recipients", "starttls_inbound", "size_extension",
+            "server", "local_domains", "smtp_outside_local_domain", "relay_host", "relay_ca_file", "relay_auth",
+            "relay_auth_name", "routes", "max_message_size_kb", "max_recipients", "starttls_inbound", "size_extension",
             "pipelining", "eightbitmime", "help_command", "vrfy_command", "anti_relay_enforcement", "internal_hosts",
             "anti_relay_exclude_hosts", "authenticated_users_relay", "relay_allow_domains", "relay_deny_domains",
-            "connection_allow_hosts", "connection_deny_hosts", "error_limit",
+            "connection_allow_hosts", "connection_deny_hosts", "error_limit", "administrators",
         ]
 
     tabs = (
-        (_("Basics"), ["server", "local_domains"]),
-        (_("Router/SMTP"), ["smtp_outside_local_domain", "relay_host", "relay_auth", "relay_auth_name", "relay_auth_password", "routes"]),
+        (_("Basics"), ["server", "local_domains", "administrators"]),
+        (_("Router/SMTP"), ["smtp_outside_local_domain", "relay_host", "relay_ca_file", "relay_auth", "relay_auth_name", "relay_auth_password", "routes"]),
         (_("Restrictions and Controls"), [
             "anti_relay_enforcement", "internal_hosts", "anti_relay_exclude_hosts", "authenticated_users_relay",
             "relay_allow_domains", "relay_deny_domains", "connection_allow_hosts", "connection_deny_hosts",

@@ -4,7 +4,7 @@
 restore fills the document's console form with a version's values, so every rule of the form applies
 (an invalid version is refused whole), and saves it through ``audit.save_document``: the restore is a
 new audited version itself. Secrets are put back as stored and never leave this module as text.
-``docs/history.md`` explains the design.
+``docs/design/history.md`` explains the design.
 """
 from django.db.models import Exists, OuterRef
 from django.forms import ModelChoiceField

@@ -280,7 +280,7 @@ SERVERS = DocumentType("servers", models.Server, (
 CONFIGURATIONS = DocumentType("configurations", models.ConfigurationSettings, (
     *keys(
         server=ServerOrDefault("servers"), local_domains=LINES, smtp_outside_local_domain=BOOLEAN, relay_host=TEXT,
-        relay_auth=TEXT, relay_auth_name=TEXT,
+        relay_ca_file=TEXT, relay_auth=TEXT, relay_auth_name=TEXT,
     ),
     Key(("relay_auth_password",), TEXT, secret=True, on_form=False),
     *keys(
@@ -288,7 +288,7 @@ CONFIGURATIONS = DocumentType("configurations", models.ConfigurationSettings, (
         size_extension=BOOLEAN, pipelining=BOOLEAN, eightbitmime=BOOLEAN, help_command=BOOLEAN, vrfy_command=BOOLEAN,
         anti_relay_enforcement=TEXT, internal_hosts=LINES, anti_relay_exclude_hosts=LINES,
         authenticated_users_relay=BOOLEAN, relay_allow_domains=LINES, relay_deny_domains=LINES,
-        connection_allow_hosts=LINES, connection_deny_hosts=LINES, error_limit=NUMBER,
+        connection_allow_hosts=LINES, connection_deny_hosts=LINES, error_limit=NUMBER, administrators=LINES,
     ),
 ), identity="server", lookup="server__name", hierarchical=True)
 

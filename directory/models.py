@@ -17,55 +17,21 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from directory import names, validators
+from directory.choices import (  # noqa: F401 (the models' choices, named as models.X by their users)
+    AntiRelayEnforcement,
+    GroupType,
+    InternetAuthentication,
+    OutboundTcpStatus,
+    RelayAuth,
+    SiteType,
+    StartTlsInbound,
+    Status,
+)
 from directory.validators import EachValidator
 
 PORT_VALIDATORS = [MinValueValidator(1), MaxValueValidator(65535)]
 STANDARD_SMTP_PORT = 25
 SITE_NOT_ENABLED_TEXT = _("This site is not enabled on the server.")
-
-
-class Status(models.TextChoices):
-    ENABLED = "enabled", _("Enabled")
-    DISABLED = "disabled", _("Disabled")
-
-
-class OutboundTcpStatus(models.TextChoices):
-    ENABLED = "enabled", _("Enabled")
-    DISABLED = "disabled", _("Disabled")
-    NEGOTIATED_SSL = "negotiated_ssl", _("Negotiated SSL (STARTTLS)")
-
-
-class InternetAuthentication(models.TextChoices):
-    FEWER = "fewer", _("Fewer name variations with higher security")
-    MORE = "more", _("More name variations with lower security")
-
-
-class StartTlsInbound(models.TextChoices):
-    ENABLED = "enabled", _("Enabled")
-    REQUIRED = "required", _("Required")
-    DISABLED = "disabled", _("Disabled")
-
-
-class RelayAuth(models.TextChoices):
-    REQUIRED = "required", _("Required")
-    ENABLED = "enabled", _("Enabled (fall back to no authentication)")
-    DISABLED = "disabled", _("Disabled")
-
-
-class AntiRelayEnforcement(models.TextChoices):
-    EXTERNAL = "external", _("External hosts")
-    ALL = "all", _("All connecting hosts")
-    NONE = "none", _("None")
-
-
-class GroupType(models.TextChoices):
-    MULTI_PURPOSE = "multi_purpose", _("Multi-purpose")
-    MAIL_ONLY = "mail_only", _("Mail only")
-    ACL_ONLY = "acl_only", _("Access control list only")
-
-
-class SiteType(models.TextChoices):
-    SMTP_INBOUND = "smtp_inbound", _("SMTP Inbound")
 
 
 def list_field(verbose_name, entry_validator, help_text, default=list):
@@ -77,6 +43,10 @@ def list_field(verbose_name, entry_validator, help_text, default=list):
 
 def default_internal_hosts():
     return ["127.0.0.0/8", "::1"]
+
+
+def default_administrators():
+    return ["LocalDomainAdmins"]
 
 
 def default_any():
@@ -492,6 +462,26 @@ class Server(Document):
                     "clients send passwords in clear text."
                 ),
             ))
+        elif self.smtp_inbound_tcp_auth_name_password and not self.load_internet_sites:
+            result.append((
+                "smtp_inbound_tcp_auth_name_password",
+                "auth_after_starttls_only",
+                _(
+                    "STARTTLS is Required in the Configuration Settings: AUTH is offered on the TCP/IP port only "
+                    "after STARTTLS, and an AUTH sent before gets “530 5.7.0 Must issue a STARTTLS command first”."
+                ),
+            ))
+        no_method = not (self.smtp_inbound_tcp_auth_name_password or self.smtp_inbound_tcp_auth_anonymous)
+        if no_method and starttls == StartTlsInbound.DISABLED and not self.load_internet_sites \
+                and self.smtp_inbound_tcp_status == Status.ENABLED:
+            result.append((
+                "smtp_inbound_tcp_auth_anonymous",
+                "no_client_can_send",
+                _(
+                    "No client can send mail on the TCP/IP port %(port)s: Name & password and Anonymous are both No "
+                    "and STARTTLS is Disabled, so every MAIL FROM gets “530 5.7.0 Authentication required”."
+                ) % {"port": self.smtp_inbound_tcp_port},
+            ))
         if self.tls_credentials_id and self.tls_credentials.expires_soon():
             result.extend(self.tls_credentials.warnings())
         return result
@@ -516,6 +506,11 @@ class ConfigurationSettings(Document):
         _("Relay host for messages leaving the local Internet domain"), max_length=260, blank=True,
         validators=[validators.validate_host_port],
         help_text=_("host or host:port. Blank: deliver by SMTP connection routes, then MX records."),
+    )
+    relay_ca_file = models.CharField(
+        _("CA bundle of the relay host"), max_length=500, blank=True, validators=[validators.validate_ca_file],
+        help_text=_("Absolute path of a CA bundle on the router's host, trusted for the relay host's certificate. "
+                    "Blank: the system trust store."),
     )
     relay_auth = models.CharField(
         _("Use authentication when sending to the relay host"), max_length=10, choices=RelayAuth.choices, default=RelayAuth.DISABLED,
@@ -583,6 +578,11 @@ class ConfigurationSettings(Document):
     error_limit = models.PositiveIntegerField(
         _("Error limit before connection is terminated"), default=10, validators=[MinValueValidator(1), MaxValueValidator(1000)],
         help_text=_("Protocol errors allowed in a session before 421 closes it."),
+    )
+    administrators = list_field(
+        _("Administrators"), validators.validate_name_or_wildcard,
+        _("People and groups who receive mail sent to postmaster, one per line (RFC 5321 s 4.5.1)."),
+        default=default_administrators,
     )
 
     secret_fields = ("relay_auth_password",)

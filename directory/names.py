@@ -3,18 +3,20 @@
 Pure functions, free of the ORM, so the listener's policy and the console share them and a table
 of cases can test them. Names compare without regard to case, as in Domino.
 
-*Decision* (docs/decisions.md): a wildcard entry ``*/Sales/Acme`` matches every name whose trailing
+*Decision* (docs/design/decisions.md): a wildcard entry ``*/Sales/Acme`` matches every name whose trailing
 components are ``Sales/Acme``, at any depth below it; ``*`` matches every name.
 """
 import functools
 from dataclasses import dataclass
+
+from directory.choices import GroupType
 
 CANONICAL_PREFIXES = ("cn=", "ou=", "o=", "c=")
 
 _END = object()  # the end of a list being walked
 
 # Group types whose members count in access lists; Mail-only groups do not, as in Domino.
-ACCESS_GROUP_TYPES = frozenset({"multi_purpose", "acl_only"})
+ACCESS_GROUP_TYPES = frozenset({GroupType.MULTI_PURPOSE, GroupType.ACL_ONLY})
 
 
 def abbreviate(name) -> str:

@@ -201,6 +201,15 @@ ROUTE_TLS = ("verify", "any")
 """A route's certificate check: verify (system trust store, or its ca_file) or accept any certificate."""
 
 
+def validate_ca_file(value):
+    """A CA bundle is named by its absolute path on the router's host (relay host, routes)."""
+    if value and not str(value).startswith("/"):
+        raise ValidationError(
+            _("“%(value)s”: give the absolute path of a CA bundle on the router's host, such as /etc/ssl/relay-ca.pem."),
+            code="invalid_ca_file", params={"value": value},
+        )
+
+
 def validate_routes(routes):
     """SMTP connection routes: a list of {"domain": pattern, "host": host or host:port}, each with an
     optional "tls" ("verify" or "any") and "ca_file" (absolute path of a CA bundle to trust)."""

@@ -59,7 +59,10 @@ class ReceivedMessage(models.Model):
 class MailboxEntry(models.Model):
     """One local delivery: a received message in a person's mailbox."""
 
-    person = models.ForeignKey("directory.Person", verbose_name=_("person"), on_delete=models.CASCADE, related_name="mailbox")
+    person = models.ForeignKey(
+        "directory.Person", verbose_name=_("person"), on_delete=models.CASCADE, related_name="mailbox", null=True, blank=True,
+        help_text=_("Empty for the postmaster mailbox: mail to postmaster while Administrators names no person."),
+    )
     message = models.ForeignKey(ReceivedMessage, verbose_name=_("message"), on_delete=models.CASCADE, related_name="mailbox_entries")
     recipient = models.CharField(_("recipient"), max_length=512)
     delivered_at = models.DateTimeField(_("delivered"), default=timezone.now, db_index=True)
@@ -203,3 +206,37 @@ class SessionLog(models.Model):
         verbose_name = _("session log")
         verbose_name_plural = _("session log")
         ordering = ["-started_at", "-pk"]
+
+
+class RouterStatus(models.Model):
+    """What a running router reports, one row per router process: its heartbeat, last pass and last error.
+
+    Several routers may serve one server's queue (on several hosts), so the row belongs to the router,
+    not to the server; the console shows the fresh ones.
+    """
+
+    server = models.ForeignKey("directory.Server", verbose_name=_("server"), on_delete=models.CASCADE, related_name="router_statuses")
+    router_id = models.CharField(_("router"), max_length=100, unique=True)
+    pid = models.PositiveIntegerField(_("process"), default=0)
+    host = models.CharField(_("host"), max_length=255, blank=True)
+    started_at = models.DateTimeField(_("started"), default=timezone.now)
+    heartbeat_at = models.DateTimeField(_("last heartbeat"), default=timezone.now, db_index=True)
+    last_pass_at = models.DateTimeField(_("last pass over the queue"), null=True, blank=True)
+    revision = models.PositiveBigIntegerField(_("settings revision in use"), default=0)
+    running = models.BooleanField(_("running"), default=True)
+    last_error = models.TextField(_("last error"), blank=True)
+    last_error_at = models.DateTimeField(_("last error at"), null=True, blank=True)
+
+    STALE_AFTER_SECONDS = 15
+
+    class Meta:
+        verbose_name = _("router status")
+        verbose_name_plural = _("router status")
+        ordering = ["-heartbeat_at"]
+
+    def __str__(self):
+        return self.router_id
+
+    @property
+    def is_stale(self):
+        return not self.running or (timezone.now() - self.heartbeat_at).total_seconds() > self.STALE_AFTER_SECONDS

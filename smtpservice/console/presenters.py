@@ -27,7 +27,7 @@ PORT_KINDS = {policy.TCP: gettext_lazy("TCP/IP"), policy.SSL: gettext_lazy("SSL"
 # Bootstrap contextual classes, from all well to stopped.
 OK, NOTICE, PROBLEM, OFF = "success", "warning", "danger", "secondary"
 
-# Kinds of drift between what the directory configures and what the listener reports (docs/explain.md).
+# Kinds of drift between what the directory configures and what the listener reports (docs/design/explain.md).
 LISTENER_DOWN, STALE_HEARTBEAT, BIND_FAILURE, OLDER_REVISION = "listener_down", "stale_heartbeat", "bind_failure", "older_revision"
 DRIFT_LABELS = {
     LISTENER_DOWN: gettext_lazy("Drift: listener down"),

@@ -11,9 +11,9 @@ from dataclasses import dataclass, replace
 from django.utils.translation import gettext as _
 
 from directory.models import ConfigurationSettings, InternetSite, Server
-from smtpservice.core import policy
+from smtpservice.core import documents, policy
 from smtpservice.models import ListenerStatus
-from smtpservice.store.snapshot import _options, load_snapshot
+from smtpservice.store.snapshot import load_snapshot
 
 BIND, UNBIND, REBIND, MOVE, UNCHANGED = "bind", "unbind", "rebind", "move", "unchanged"
 
@@ -123,32 +123,8 @@ class Preview:
 
 
 def with_server(snap, server):
-    """``snap`` with the values of an unsaved Server document that decide its ports (what ``bindings`` reads)."""
-    return replace(
-        snap,
-        server_name=server.name,
-        host_name=server.host_name,
-        smtp_listener_enabled=server.smtp_listener_enabled,
-        load_internet_sites=server.load_internet_sites,
-        listen_addresses=tuple(server.listen_addresses),
-        tls_credentials_name=server.tls_credentials.name if server.tls_credentials else None,
-        inbound=replace(
-            snap.inbound,
-            tcp_port=server.smtp_inbound_tcp_port,
-            tcp_status=server.smtp_inbound_tcp_status,
-            ssl_port=server.smtp_inbound_ssl_port,
-            ssl_status=server.smtp_inbound_ssl_status,
-        ),
-    )
-
-
-def site_snapshot(site):
-    return policy.SiteSnapshot(
-        name=site.name,
-        mapped_addresses=tuple(site.mapped_addresses),
-        options=_options(site),
-        tls_credentials_name=site.tls_credentials.name if site.tls_credentials else None,
-    )
+    """``snap`` with the values of an unsaved Server document in place of the stored ones."""
+    return replace(snap, **documents.server_settings(server))
 
 
 def with_site(snap, site, stored):
@@ -156,7 +132,7 @@ def with_site(snap, site, stored):
     replaced = stored.name if stored is not None else site.name
     sites = tuple(other for other in snap.sites if other.name != replaced)
     if site.hosts(snap.server_name):
-        sites += (site_snapshot(site),)
+        sites += (documents.site_snapshot(site),)
     return replace(snap, sites=sites)
 
 
@@ -182,12 +158,12 @@ def statuses(servers):
 
 def server_effects(server, stored):
     if stored is None:
-        sites = tuple(site_snapshot(site) for site in InternetSite.objects.hosting(server.name).select_related("tls_credentials"))
+        sites = tuple(documents.site_snapshot(site) for site in InternetSite.objects.hosting(server.name).select_related("tls_credentials"))
         new = with_server(policy.SettingsSnapshot(server_name=server.name, host_name=server.host_name, sites=sites), server)
         return [effect(server.name, None, new)]
     old = load_snapshot(stored.name, people_and_groups=False)
     if server.name != stored.name:
-        sites = tuple(site_snapshot(site) for site in InternetSite.objects.hosting(server.name).select_related("tls_credentials"))
+        sites = tuple(documents.site_snapshot(site) for site in InternetSite.objects.hosting(server.name).select_related("tls_credentials"))
         old_for_new = replace(old, sites=sites)
     else:
         old_for_new = old

@@ -1,7 +1,7 @@
 """Console pages of the SMTP service: received mail (per server and per person's mailbox) and the session log.
 
 Every page is Reader-level and read-only: message bodies are mail data, shown to the same console
-users who read the directory (docs/console.md). The listener's status and the effective settings are
+users who read the directory (docs/design/console.md). The listener's status and the effective settings are
 panels of the dashboard and the Server document (``smtpservice.templatetags.smtp_console``).
 """
 import email

@@ -3,7 +3,7 @@ when to try again, and what the sender is told when it cannot go.
 
 Pure functions over the immutable settings snapshot (``smtpservice.store.snapshot``), like
 ``smtpservice.core.policy`` for the listener: no sockets, no database, so tables of cases test them. The
-router (``smtpservice.router.service``) asks them and speaks SMTP. ``docs/outbound.md`` lists the rules.
+router (``smtpservice.router.service``) asks them and speaks SMTP. ``docs/design/outbound.md`` lists the rules.
 """
 import email.utils
 import re
@@ -16,6 +16,7 @@ from email.policy import SMTP as SMTP_POLICY
 
 from django.utils.translation import gettext as _
 
+from directory import choices
 from directory.validators import split_host_port
 from smtpservice.core import policy
 
@@ -30,7 +31,7 @@ PLAIN = "plain"
 VERIFY = "verify"
 ANY_CERTIFICATE = "any"
 
-NEGOTIATED_SSL = "negotiated_ssl"
+NEGOTIATED_SSL = choices.OutboundTcpStatus.NEGOTIATED_SSL
 HELD = "held"
 FAILED = "failed"
 
@@ -149,7 +150,7 @@ def destination_for(snap, recipient):
     if config.relay_host:
         host, port = split_host_port(config.relay_host)
         return Destination(
-            RELAY, host, port, authenticate=config.relay_auth != policy.DISABLED,
+            RELAY, host, port, ca_file=config.relay_ca_file, authenticate=config.relay_auth != policy.DISABLED,
             detail=_("Relay host %(relay)s is set in the %(source)s: every message leaving the local domains goes there.") % {
                 "relay": config.relay_host, "source": snap.config_source,
             },
@@ -188,6 +189,20 @@ def connection_plan(ports, destination):
     if tcp_on:
         steps.append(Step(ports.tcp_port, tcp_mode))
     return tuple(steps)
+
+
+def order_mx(records, shuffle):
+    """Hosts of ``(preference, host)`` MX records, lowest preference first, hosts of equal preference in
+    random order so that they share the load (RFC 5321 s 5.1). ``shuffle`` shuffles a list in place."""
+    by_preference = {}
+    for preference, host in records:
+        by_preference.setdefault(preference, []).append(host)
+    hosts = []
+    for preference in sorted(by_preference):
+        group = by_preference[preference]
+        shuffle(group)
+        hosts.extend(group)
+    return hosts
 
 
 def retry_delay(attempts, base_seconds, max_seconds, random):

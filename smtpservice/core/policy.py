@@ -1,10 +1,10 @@
 """SMTP policy of the inbound listener: which site applies, who may connect, authenticate, send and relay.
 
 Pure functions over an immutable ``SettingsSnapshot`` (built from the directory by
-``smtpservice.store.snapshot``), so the aiosmtpd handler and the console's policy simulator ask the same
+``smtpservice.store.snapshot``), so the listener's session machine and the console's policy simulator ask the same
 questions and get the same answers. Each answer carries the exact SMTP reply the client gets and a
 plain explanation naming the document, option or list entry that decided. No sockets, no database;
-``docs/policy.md`` lists every rule and our decisions where the spec is silent.
+``docs/design/policy.md`` lists every rule and our decisions where the spec is silent.
 
 Conventions: an allowed ``Decision`` has ``code`` None (the protocol layer gives its usual positive
 reply) unless the policy composes that reply itself (VRFY); a refused one has the reply to send, and
@@ -17,61 +17,59 @@ from types import MappingProxyType
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from directory import names
+from directory import choices, names
+from smtpservice.core.replies import (  # noqa: F401 (the policy's replies, named where the tests read them)
+    ALREADY_AUTHENTICATED,
+    AUTH_FAILED,
+    AUTH_NOT_ENABLED,
+    AUTH_REQUIRED,
+    BAD_RECIPIENT_SYNTAX,
+    BAD_SENDER_SYNTAX,
+    CANNOT_VRFY,
+    COMMAND_DISABLED,
+    CONNECTION_DENIED,
+    ERROR_LIMIT,
+    NOT_AUTHORIZED,
+    RELAY_REJECTED,
+    SENDER_NOT_OWNED,
+    SITE_NOT_ENABLED,
+    SITE_NOT_ENABLED_SEQUENCE,
+    STARTTLS_FIRST,
+    STORAGE_FAILED,
+    TLS_ALREADY_ACTIVE,
+    TLS_NOT_AVAILABLE,
+    TOO_LARGE,
+    TOO_MANY_RECIPIENTS,
+    USER_UNKNOWN,
+    VRFY_FOUND,
+)
 
 TCP = "tcp"
 SSL = "ssl"
 PORT_KINDS = (TCP, SSL)
 
-ENABLED = "enabled"
-DISABLED = "disabled"
-REQUIRED = "required"
-FEWER = "fewer"
-MORE = "more"
-ENFORCE_EXTERNAL = "external"
-ENFORCE_ALL = "all"
-ENFORCE_NONE = "none"
+# The documents' choices (directory.choices), by the names the policy reads them under.
+ENABLED = choices.Status.ENABLED
+DISABLED = choices.Status.DISABLED
+REQUIRED = choices.StartTlsInbound.REQUIRED
+FEWER = choices.InternetAuthentication.FEWER
+MORE = choices.InternetAuthentication.MORE
+ENFORCE_EXTERNAL = choices.AntiRelayEnforcement.EXTERNAL
+ENFORCE_ALL = choices.AntiRelayEnforcement.ALL
+ENFORCE_NONE = choices.AntiRelayEnforcement.NONE
 ANY = "*"
 
 AUTH_MECHANISMS = ("PLAIN", "LOGIN")
 """SASL mechanisms offered where Name & password is Yes (RFC 4954 s 4; passwords need TLS to be safe)."""
 
-# Replies of spec section 6, with RFC 3463 enhanced status codes.
-SITE_NOT_ENABLED = (554, "5.7.0 This site is not enabled on the server.")
-CONNECTION_DENIED = (554, "5.7.1 Connection denied for policy reasons.")
-AUTH_FAILED = (535, "5.7.8 Authentication credentials invalid")
-NOT_AUTHORIZED = (535, "5.7.1 Not authorized to access this server")
-AUTH_REQUIRED = (530, "5.7.0 Authentication required")
-STARTTLS_FIRST = (530, "5.7.0 Must issue a STARTTLS command first")
-RELAY_REJECTED = (554, "5.7.1 Relay rejected for policy reasons.")
-USER_UNKNOWN = (550, "5.1.1 User unknown")
-TOO_LARGE = (552, "5.3.4 Message size exceeds fixed maximum message size")
-TOO_MANY_RECIPIENTS = (452, "4.5.3 Too many recipients")
-STORAGE_FAILED = (451, "4.3.0 Local error in processing; message not accepted")
-ERROR_LIMIT = (421, "4.7.0 SMTP service not available, closing transmission channel.")
-
-# Replies the spec does not list; each cites where it comes from.
+# Replies live in one table (``core.replies``); the policy names the ones it decides.
 BAD_SEQUENCE = 503
 """Code for every command but QUIT after a refused greeting (RFC 5321 s 3.1)."""
-ALREADY_AUTHENTICATED = (503, "5.5.1 Already authenticated")
-"""RFC 4954 s 4: AUTH is not allowed once a session is authenticated."""
-TLS_ALREADY_ACTIVE = (503, "5.5.1 TLS already active")
-"""STARTTLS inside TLS or on the SSL port: RFC 3207 s 4.2 forbids it; 503 is RFC 5321's bad sequence."""
-TLS_NOT_AVAILABLE = (454, "4.7.0 TLS not available due to temporary reason")
-"""RFC 3207 s 4: the only refusal of STARTTLS the RFC defines."""
-BAD_RECIPIENT_SYNTAX = (501, "5.1.3 Bad recipient address syntax")
-"""RFC 3463 s 3.2: X.1.3 bad destination mailbox address syntax."""
-BAD_SENDER_SYNTAX = (501, "5.1.7 Bad sender address syntax")
-"""RFC 3463 s 3.2: X.1.7 bad sender's mailbox address syntax."""
-SENDER_NOT_OWNED = (553, "5.7.1 Sender address rejected: not owned by the authenticated user")
-"""RFC 6409 s 6.1 (enforce submission rights; it suggests 550, Postfix answers 553 "mailbox name not allowed" as here)."""
 ANY_SENDER_GROUP = "LocalDomainServers"
 """Domino's group of the domain's servers: an account in it sends for others (a server authenticating to
 its relay host), so it may use any sender address."""
-COMMAND_DISABLED = (502, "5.5.1 Command not implemented")
-"""RFC 5321 s 4.2.4: the answer to HELP when the HELP command is Disabled."""
-CANNOT_VRFY = (252, "2.1.5 Cannot VRFY user, but will accept message and attempt delivery")
-"""RFC 5321 s 3.5.3: the answer to VRFY when the VRFY command is Disabled; it reveals nothing."""
+POSTMASTER = "postmaster"
+"""RFC 5321 s 4.5.1: every server accepts mail to postmaster, bare or at any of its domains."""
 
 
 # --- Settings snapshot -------------------------------------------------------------------------
@@ -194,6 +192,7 @@ class ConfigSnapshot:
     local_domains: tuple = ()
     smtp_outside_local_domain: bool = True
     relay_host: str = ""
+    relay_ca_file: str = ""
     relay_auth: str = DISABLED
     relay_auth_name: str = ""
     relay_auth_password: str = field(default="", repr=False)
@@ -215,10 +214,11 @@ class ConfigSnapshot:
     connection_allow_hosts: tuple = ()
     connection_deny_hosts: tuple = ()
     error_limit: int = 10
+    administrators: tuple = ("LocalDomainAdmins",)
 
     def __post_init__(self):
         _freeze(
-            self, "local_domains", "routes", "internal_hosts", "anti_relay_exclude_hosts", "relay_allow_domains",
+            self, "local_domains", "routes", "administrators", "internal_hosts", "anti_relay_exclude_hosts", "relay_allow_domains",
             "relay_deny_domains", "connection_allow_hosts", "connection_deny_hosts",
         )
 
@@ -274,6 +274,18 @@ class SettingsSnapshot:
         return bool(self.tls_credentials_name) or (
             self.load_internet_sites and any(site.tls_credentials_name for site in self.sites)
         )
+
+    def postmaster_people(self):
+        """The people the Administrators field names, directly or through groups; worked out once per snapshot."""
+        cached = self.__dict__.get("_postmaster_people")
+        if cached is None:
+            entries = self.config.administrators
+            cached = tuple(
+                person for person in self.people
+                if entries and names.match_access_list(person.full_name, entries, self.groups)
+            )
+            object.__setattr__(self, "_postmaster_people", cached)
+        return cached
 
     def person_by_address(self, address):
         return self._by_address.get(address.lower())
@@ -339,8 +351,13 @@ class AuthDecision(Decision):
 @dataclass(frozen=True)
 class RecipientDecision(Decision):
     kind: str = "refused"
-    """"local" (deliver to ``person``), "relay" (send on), or "refused"."""
+    """"local" (deliver to ``people``), "relay" (send on), "postmaster" (the postmaster mailbox), or "refused"."""
     person: PersonSnapshot | None = None
+    people: tuple = ()
+
+    def __post_init__(self):
+        if self.person is not None and not self.people:
+            object.__setattr__(self, "people", (self.person,))
 
 
 @dataclass(frozen=True)
@@ -672,6 +689,10 @@ def auth_mechanisms(snap, facts):
     source = auth_source(snap, facts)
     if source.options is None:
         return Offer((), _("No AUTH: %(why)s") % {"why": source.detail})
+    if snap.config.starttls_inbound == REQUIRED and not facts.tls:
+        return Offer((), _(
+            "No AUTH before STARTTLS: SSL negotiated over TCP/IP port is Required (RFC 3207 s 4)."
+        ))
     label = _option_label(facts.tls, True)
     values = {"option": label, "doc": source.document, "state": _state(facts)}
     if source.options.name_password(facts.tls):
@@ -822,9 +843,16 @@ def auth_allowed(snap, facts):
     enabled = site_enabled(snap, facts)
     if not enabled.allowed:
         return after_refused_greeting(enabled)
+    if snap.config.starttls_inbound == REQUIRED and not facts.tls:
+        return _refuse(STARTTLS_FIRST, "starttls_required", _(
+            "SSL negotiated over TCP/IP port is Required: AUTH is refused until the session has done STARTTLS "
+            "(RFC 3207 s 4), so no password travels in clear text."
+        ))
     mechanisms = auth_mechanisms(snap, facts)
     if not mechanisms:
-        return _refuse((BAD_SEQUENCE, SITE_NOT_ENABLED[1]), "name_password_not_allowed", mechanisms.detail)
+        # The site text belongs to Internet Sites mode (spec 3.3); without sites, say what Postfix says.
+        refusal = SITE_NOT_ENABLED_SEQUENCE if snap.load_internet_sites else AUTH_NOT_ENABLED
+        return _refuse(refusal, "name_password_not_allowed", mechanisms.detail)
     return _allow("auth_allowed", mechanisms.detail)
 
 
@@ -909,7 +937,7 @@ def mail_from_allowed(snap, facts, declared_size=None, sender=None):
 
 
 def relay_allowed(snap, facts, domain):
-    """Anti-relay enforcement for mail to a domain that is not local (spec 3.7; order in docs/policy.md)."""
+    """Anti-relay enforcement for mail to a domain that is not local (spec 3.7; order in docs/design/policy.md)."""
     config, who = snap.config, _client(facts)
     values = {"who": who, "domain": domain}
     if config.anti_relay_enforcement == ENFORCE_NONE:
@@ -1067,8 +1095,8 @@ def recipient_decision(snap, facts, recipient_address, accepted_so_far=0):
             **values, "why": problem,
         }, cls=RecipientDecision)
     local, domain = _split_address(recipient_address)
-    if not domain and local.lower() == "postmaster":
-        domain = next((_host(entry) for entry in config.local_domains if not entry.startswith(("*", "."))), "")
+    if local.casefold() == POSTMASTER and (not domain or _match_domain(config.local_domains, domain) is not None):
+        return postmaster_decision(snap, recipient_address, domain)
     if not local or not domain:
         return _refuse(BAD_RECIPIENT_SYNTAX, "recipient_syntax", _(
             "“%(address)s” is not a mailbox@domain address."
@@ -1088,6 +1116,30 @@ def recipient_decision(snap, facts, recipient_address, accepted_so_far=0):
     return _allow("local", _(
         "%(domain)s is local (Local Internet domains entry %(entry)s): delivered to %(person)s."
     ) % {**values, "person": person.full_name}, cls=RecipientDecision, kind="local", person=person)
+
+
+def postmaster_decision(snap, recipient_address, domain=""):
+    """Mail to postmaster is always accepted (RFC 5321 s 4.5.1): to the person who holds that address, else
+    to the administrators of the Configuration Settings; with none that resolves it waits in the postmaster mailbox.
+
+    A bare ``postmaster`` is the postmaster of the first local domain (RFC 5321 s 4.1.1.3)."""
+    domain = domain or next((_host(entry) for entry in snap.config.local_domains if not entry.startswith(("*", "."))), "")
+    owner = snap.person_by_address(f"{POSTMASTER}@{domain}") if domain else None
+    if owner is not None:
+        return _allow("postmaster_person", _(
+            "%(address)s is the postmaster (RFC 5321 s 4.5.1): %(person)s holds that Internet address."
+        ) % {"address": recipient_address, "person": owner.full_name}, cls=RecipientDecision, kind="local", person=owner)
+    admins = snap.postmaster_people()
+    values = {"address": recipient_address, "entries": ", ".join(snap.config.administrators) or _("none")}
+    if admins:
+        return _allow("postmaster", _(
+            "%(address)s is the postmaster (RFC 5321 s 4.5.1): delivered to %(people)s, named by Administrators (%(entries)s)."
+        ) % {**values, "people": ", ".join(person.full_name for person in admins)},
+            cls=RecipientDecision, kind="local", person=admins[0], people=admins)
+    return _allow("postmaster_mailbox", _(
+        "%(address)s is the postmaster (RFC 5321 s 4.5.1), accepted always; Administrators (%(entries)s) names no "
+        "person, so the message waits in the postmaster mailbox."
+    ) % values, cls=RecipientDecision, kind="postmaster")
 
 
 # --- Sections 3.8, 3.9 and the HELP/VRFY commands -----------------------------------------------
@@ -1128,6 +1180,6 @@ def vrfy_decision(snap, argument):
         return _refuse(USER_UNKNOWN, "user_unknown", _(
             "“%(argument)s” names no local person with an Internet address."
         ) % {"argument": argument})
-    return Decision(True, 250, f"2.1.5 {person.full_name} <{person.internet_address}>", "vrfy", _(
+    return Decision(True, VRFY_FOUND.code, VRFY_FOUND.text.format(name=person.full_name, address=person.internet_address), "vrfy", _(
         "The VRFY command is Enabled and “%(argument)s” is %(person)s."
     ) % {"argument": argument, "person": person.full_name})

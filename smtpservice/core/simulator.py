@@ -1,7 +1,7 @@
 """Policy simulator: what the listener would answer a given client, step by step, and why.
 
 Pure: ``simulate(snap, inputs)`` takes the ``SettingsSnapshot`` the listener itself loads
-(``smtpservice.store.snapshot.load_snapshot``) and plays the session with ``sequence.PolicySession``, the
+(``smtpservice.store.snapshot.load_snapshot``) and plays the session with ``session.Simulation``, the
 listener's order of questions to ``smtpservice.core.policy``. Each ``Step`` is one thing the client does,
 the exact reply it gets, and checks that explain the answer: the list entry, site or document that
 decided, asked of the same policy functions. Nothing is sent and nothing is stored.
@@ -13,12 +13,12 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from smtpservice.core import policy
-from smtpservice.core import session as sequence
+from smtpservice.core import session as machine
 
 CLIENT_NAME = "client.example.org"
 """The EHLO name the simulated client gives; the policy never looks at it."""
 
-CONNECT, EHLO, STARTTLS, AUTH, MAIL, RCPT = "CONNECT", "EHLO", "STARTTLS", "AUTH", "MAIL", "RCPT"
+CONNECT, EHLO, HELO, STARTTLS, AUTH, MAIL, RCPT = "CONNECT", "EHLO", "HELO", "STARTTLS", "AUTH", "MAIL", "RCPT"
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,8 @@ class Inputs:
     password: str | None = None
     mail_from: str = ""
     recipients: tuple = ()
+    helo: bool = False
+    """The client greets with HELO, as an old client does, instead of EHLO."""
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,7 @@ class Step:
     command: str
     title: str
     sent: str
-    reply: sequence.Reply | None
+    reply: machine.Reply | None
     checks: tuple = ()
     argument: str = ""
     kind: str = ""
@@ -209,20 +211,24 @@ def simulate(snap, inputs, verify_password=None):
     kind = port_kind(snap, inputs.port)
     unreachable = _unreachable(snap, inputs, kind)
     if unreachable:
-        step = Step(CONNECT, _connect_title(inputs), "", sequence.Reply(
+        step = Step(CONNECT, _connect_title(inputs), "", machine.Reply(
             None, "", policy.Decision(False, None, "", "not_listening", unreachable), True,
         ), (Check(_("Port"), unreachable, False),))
         return Simulation(inputs, kind, (step,), unreachable)
     facts = policy.SessionFacts(local_ip=inputs.local_ip, local_port=inputs.port, port=kind, client_ip=inputs.client_ip)
     if inputs.password is None:
         verify_password = _assume_right
-    session = sequence.PolicySession(snap, facts, verify_password)
+    session = machine.Simulation(snap, facts, verify_password)
     steps = []
     checks = _connect_checks(snap, facts, session)
     steps.append(Step(CONNECT, _connect_title(inputs), "", session.connect(), tuple(checks)))
 
     def ehlo():
         before = session.facts
+        if inputs.helo:
+            reply = session.helo(CLIENT_NAME)
+            steps.append(Step(HELO, _("HELO"), f"HELO {CLIENT_NAME}", reply, (_reply_check(_("HELO"), reply),)))
+            return
         reply = session.ehlo(CLIENT_NAME)
         title = _("EHLO after STARTTLS") if before.starttls_done else _("EHLO")
         steps.append(Step(EHLO, title, f"EHLO {CLIENT_NAME}", reply, tuple(_ehlo_checks(snap, before, reply))))
@@ -255,6 +261,7 @@ def simulate(snap, inputs, verify_password=None):
         for address in inputs.recipients:
             reply = session.rcpt(address)
             kind_of = getattr(reply.decision, "kind", "") if reply.accepted else "refused"
+            kind_of = "local" if kind_of == "postmaster" else kind_of
             recipients[kind_of or "refused"].append(address)
             title = _("RCPT TO %(address)s") % {"address": address}
             steps.append(Step(RCPT, title, f"RCPT TO:<{address}>", reply, (_reply_check(_("Recipient"), reply),),

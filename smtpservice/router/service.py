@@ -36,9 +36,11 @@ from django.db.models import Case, Q, Value, When
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from directory.choices import RelayAuth
+from smtpservice import metrics
 from smtpservice.core import outbound
 from smtpservice.models import DeliveryAttempt, QueuedRecipient, ReceivedMessage
-from smtpservice.store import queue, storage
+from smtpservice.store import queue, routers, storage
 from smtpservice.store import snapshot as snapshots
 
 log = logging.getLogger("smtpservice.outbound")
@@ -46,6 +48,8 @@ log = logging.getLogger("smtpservice.outbound")
 State = QueuedRecipient.State
 DNS_TIMEOUT = 10.0
 """Seconds for one DNS question (MX, then A/AAAA)."""
+HEARTBEAT_SECONDS = 2.0
+"""How often the router writes its status row and exports the queue depth."""
 AUTH_PREFERENCE = ("CRAM-MD5", "PLAIN", "LOGIN")
 """SASL mechanisms the router uses with the relay host, best first (RFC 4954; CRAM-MD5 hides the password)."""
 
@@ -141,10 +145,10 @@ class TracingSMTPSSL(TracingSMTP, smtplib.SMTP_SSL):
     """The same, with TLS from the first byte."""
 
 
-def resolve_mx(domain):
-    """The hosts to try for ``domain``, best MX preference first; the domain itself when it has no MX
-    but an address (RFC 5321 s 5.1); a permanent error for a domain that does not exist or has a
-    null MX (RFC 7505)."""
+def resolve_mx(domain, shuffle=random_module.shuffle):
+    """The hosts to try for ``domain``, best MX preference first and equal preferences in random order; the
+    domain itself when it has no MX but an address (RFC 5321 s 5.1); a permanent error for a domain that
+    does not exist or has a null MX (RFC 7505)."""
     resolver = dns.resolver.Resolver()
     resolver.lifetime = DNS_TIMEOUT
     values = {"domain": domain}
@@ -157,10 +161,10 @@ def resolve_mx(domain):
     except dns.exception.DNSException as error:
         values["error"] = error
         raise DeliveryError(_("The MX records of %(domain)s cannot be read now: %(error)s") % values) from None
-    records = sorted(answer, key=lambda record: record.preference)
+    records = list(answer)
     if len(records) == 1 and records[0].exchange == dns.name.root:
         raise DeliveryError(_("%(domain)s accepts no mail (null MX, RFC 7505).") % values, True, status="5.1.10")
-    return [record.exchange.to_text(omit_final_dot=True) for record in records]
+    return outbound.order_mx([(record.preference, record.exchange.to_text(omit_final_dot=True)) for record in records], shuffle)
 
 
 def _address_fallback(resolver, domain):
@@ -207,7 +211,11 @@ def client_context(destination):
     try:
         return ssl.create_default_context(cafile=destination.ca_file or None)
     except (OSError, ValueError) as error:
-        raise DeliveryError(_("The CA bundle %(path)s of the route cannot be read: %(error)s") % {
+        if destination.kind == outbound.RELAY:
+            unreadable = _("The CA bundle %(path)s of the relay host cannot be read: %(error)s")
+        else:
+            unreadable = _("The CA bundle %(path)s of the route cannot be read: %(error)s")
+        raise DeliveryError(unreadable % {
             "path": destination.ca_file, "error": error,
         }) from None
 
@@ -247,12 +255,18 @@ class Router:
         self.lock = threading.Lock()
         self.next_renewal = 0.0
         self.backlog = False
+        self.started_at = timezone.now()
+        self.last_pass_at = None
+        self.last_error, self.last_error_at = "", None
+        self.next_report = 0.0
 
     # --- main loop -------------------------------------------------------------------------------
 
     def start(self):
         """Load the settings (``snapshot.ServerNotFound`` when the server has no document)."""
         self.snapshot, self.server_id = storage.load(self.server_name)
+        routers.prune(self.server_id)
+        self.write_status(force=True)
         self.wake_held()
         log.info("router %s for %s started", self.id, self.snapshot.server_name)
 
@@ -263,8 +277,10 @@ class Router:
         while not self.shutdown:
             try:
                 self.tick()
-            except Exception:
+                self.write_status()
+            except Exception as error:
                 log.exception("router housekeeping failed; retrying")
+                self.note_error(_("Router housekeeping failed: %(error)s") % {"error": error})
             self.pause(self.poll_interval)
         self.finish()
 
@@ -277,6 +293,8 @@ class Router:
             self.dispatch(rows)
         wait_for_futures(list(self.futures))
         self.reap()
+        self.last_pass_at = timezone.now()
+        self.write_status(force=True)
 
     def stop(self, *args):
         self.shutdown = True
@@ -304,6 +322,7 @@ class Router:
                 self.dispatch(rows)
             if len(rows) < self.batch:
                 break
+        self.last_pass_at = timezone.now()
 
     def finish(self):
         """Stop: sessions in progress end after their current message; unstarted groups go back to the queue."""
@@ -311,8 +330,32 @@ class Router:
         cancelled = [ids for future, ids in self.futures.items() if future.cancelled()]
         self.give_back(list(itertools.chain.from_iterable(cancelled)))
         self.futures.clear()
+        try:
+            self.write_status(running=False, force=True)
+        except Exception:
+            log.exception("the router's last status could not be written")
         connections.close_all()
         log.info("router %s stopped", self.id)
+
+    def write_status(self, running=True, force=False):
+        """Heartbeat row for the console, and the queue depth for /metrics, every HEARTBEAT_SECONDS."""
+        if not force and time.monotonic() < self.next_report:
+            return
+        self.next_report = time.monotonic() + HEARTBEAT_SECONDS
+        now = timezone.now()
+        counts, oldest = queue.depth(self.server_id)
+        metrics.queue_depth(counts, State.values, (now - oldest).total_seconds() if oldest else None)
+        if self.last_pass_at is not None:
+            metrics.router_pass(self.last_pass_at.timestamp(), self.snapshot.revision)
+        routers.heartbeat(self.id, self.server_id, {
+            "pid": os.getpid(), "host": socket.gethostname(), "started_at": self.started_at, "running": running,
+            "last_pass_at": self.last_pass_at, "revision": self.snapshot.revision,
+            "last_error": self.last_error, "last_error_at": self.last_error_at,
+        })
+
+    def note_error(self, text):
+        """Keep the last problem for the console's router panel."""
+        self.last_error, self.last_error_at = str(text)[:2000], timezone.now()
 
     def refresh(self):
         """Reload the settings when the directory changed, and look again at mail they held."""
@@ -540,7 +583,7 @@ class Router:
         One mechanism only (CRAM-MD5, PLAIN, then LOGIN, the first offered): a server may close the
         session after a refused AUTH, and its reply is what the log must show.
         """
-        required = config.relay_auth == "required"
+        required = config.relay_auth == RelayAuth.REQUIRED
         values = {"name": config.relay_auth_name}
         offered = client.esmtp_features.get("auth", "").upper().split() if client.has_extn("auth") else []
         mechanism = next((name for name in AUTH_PREFERENCE if name in offered), None)
@@ -613,7 +656,7 @@ class Router:
         """Write one attempt and each recipient's new state in one transaction; report failures to the sender."""
         now = self.clock()
         expires = message.received_at + self.lifetime
-        failures, outcomes, recipients = [], set(), []
+        failures, outcomes, recipients, counted = [], set(), [], []
         jitter = self.random()  # one draw per message: its recipients stay together for the next try
         with transaction.atomic():
             for row in rows:
@@ -642,6 +685,7 @@ class Router:
                     log.warning("recipient %s of message %s was taken back by another router", row.recipient, message.pk)
                     continue
                 outcomes.add(result.state)
+                counted.append((result, fields["attempts"]))
                 recipients.append({"recipient": row.recipient, "result": result.state, "reply": result.reply or result.reason})
                 if result.state == State.FAILED:
                     failures.append(outbound.Failure(
@@ -658,6 +702,11 @@ class Router:
             )
             if failures:
                 self.report(snap, message, failures, now)
+        seconds = max(0.0, (now - (attempt.started or now)).total_seconds())
+        for result, attempts in counted:  # once committed: a rolled-back attempt is not counted
+            metrics.delivery(result.state, seconds, attempts, final=result.state in (State.DELIVERED, State.FAILED))
+            if result.state != State.DELIVERED:
+                self.note_error(result.reason)
         for entry in recipients:
             log.info("message %s to %s via %s: %s (%s)", message.pk, entry["recipient"], attempt.destination or "-",
                      entry["result"], entry["reply"])

@@ -6,7 +6,7 @@ the other.
 import logging
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Count, Min, Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy
 
@@ -18,6 +18,16 @@ from smtpservice.store import storage
 log = logging.getLogger("smtpservice.outbound")
 
 State = QueuedRecipient.State
+PENDING = (State.QUEUED, State.IN_FLIGHT, State.DEFERRED, State.HELD)
+"""States of a recipient still to be sent (or held): what "queue depth" counts."""
+
+
+def depth(server_id):
+    """({state: recipients} of one server's queue, when its oldest pending message was received, or None)."""
+    rows = QueuedRecipient.objects.filter(message__server_id=server_id)
+    counts = dict(rows.order_by().values_list("state").annotate(count=Count("pk")))
+    oldest = rows.filter(state__in=PENDING).aggregate(oldest=Min("message__received_at"))["oldest"]
+    return counts, oldest
 
 
 def store(snap, server_id, mail_from, recipients, data, origin, authenticated_as=""):

@@ -6,22 +6,19 @@ revision its change produced (the revision is bumped in the same transaction, be
 stored). So the version a listener serves is the newest version of its Server document stamped at
 or below the revision it reports. When a heartbeat reports every configured port bound, that version
 is marked ``bound_at``: it is a version the console can offer to go back to when a later change makes
-a port fail to bind. ``docs/history.md`` explains the design.
+a port fail to bind. ``docs/design/history.md`` explains the design.
 """
 from django.db.models.signals import post_save, pre_save
 from django.utils.translation import gettext as _
 
 from directory.models import DocumentVersion
+from smtpservice.core import documents
 from smtpservice.models import ListenerStatus
 from smtpservice.store.snapshot import current_revision
 
 SERVER = "server"
 
-PORT_FIELDS = (
-    "smtp_listener_enabled", "listen_addresses", "tls_credentials", "load_internet_sites",
-    "smtp_inbound_tcp_port", "smtp_inbound_tcp_status", "smtp_inbound_ssl_port", "smtp_inbound_ssl_status",
-)
-"""The Server document fields ``policy.bindings`` reads: versions equal on these bind the same ports."""
+
 
 
 def stamp_revision(sender, instance, **kwargs):
@@ -89,7 +86,7 @@ def mark_bound(status):
 
 
 def port_values(data):
-    return {name: data.get(name) for name in PORT_FIELDS}
+    return {name: data.get(name) for name in documents.BINDING_FIELDS}
 
 
 def last_bound_version(server, current_data):

@@ -11,7 +11,6 @@ and are not seen; the console and the import always save documents one by one.
 the snapshot's revision older than the directory's, and the next check reloads.
 """
 import threading
-from dataclasses import fields
 
 from django.apps import apps
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
@@ -22,7 +21,7 @@ from django.utils.translation import gettext as _
 
 from directory import names
 from directory.models import ConfigurationSettings, Document, InternetSite, Person, Server, groups_mapping
-from smtpservice.core import policy
+from smtpservice.core import documents, policy
 from smtpservice.models import DirectoryRevision
 
 
@@ -122,42 +121,14 @@ def recent_snapshot(server_name: str) -> policy.SettingsSnapshot:
     return snap
 
 
-def _options(source, prefix=""):
-    return policy.AuthOptions(
-        tcp_name_password=getattr(source, f"{prefix}tcp_auth_name_password"),
-        tcp_anonymous=getattr(source, f"{prefix}tcp_auth_anonymous"),
-        ssl_client_certificate=getattr(source, f"{prefix}ssl_auth_client_certificate"),
-        ssl_name_password=getattr(source, f"{prefix}ssl_auth_name_password"),
-        ssl_anonymous=getattr(source, f"{prefix}ssl_auth_anonymous"),
-    )
-
-
-def _credentials(documents):
-    return {
-        document.name: policy.TlsCredentialsSnapshot(
-            name=document.name, certificate_pem=document.certificate_pem, private_key_pem=document.private_key_pem,
-            host_names=tuple(document.host_names), not_after=document.not_after,
-        )
-        for document in documents if document is not None
-    }
-
-
 def _configuration(server):
     """The Configuration Settings that apply: the server's own, else the default (*), else the model defaults."""
     found = {c.server_id: c for c in ConfigurationSettings.objects.filter(Q(server=server) | Q(server__isnull=True))}
     if server.pk in found:
-        document, source = found[server.pk], _("Configuration Settings of %(server)s") % {"server": server.name}
-    elif None in found:
-        document, source = found[None], _("default Configuration Settings (*)")
-    else:
-        document, source = ConfigurationSettings(), _("built-in defaults (no Configuration Settings document)")
-    values = {f.name: getattr(document, f.name) for f in fields(policy.ConfigSnapshot)}
-    values["local_domains"] = document.effective_local_domains(server)
-    values["routes"] = tuple(
-        policy.Route(route["domain"], route["host"], route.get("tls", "verify"), route.get("ca_file", ""))
-        for route in document.routes
-    )
-    return policy.ConfigSnapshot(**values), source
+        return found[server.pk], _("Configuration Settings of %(server)s") % {"server": server.name}
+    if None in found:
+        return found[None], _("default Configuration Settings (*)")
+    return ConfigurationSettings(), _("built-in defaults (no Configuration Settings document)")
 
 
 @transaction.atomic
@@ -171,51 +142,13 @@ def load_snapshot(server_name: str, people_and_groups: bool = True) -> policy.Se
     server = Server.objects.select_related("tls_credentials").filter(name__iexact=names.abbreviate(server_name)).first()
     if server is None:
         raise ServerNotFound(_("No Server document is named “%(name)s”.") % {"name": server_name})
-    config, config_source = _configuration(server)
+    configuration, source = _configuration(server)
     sites = list(InternetSite.objects.hosting(server.name).select_related("tls_credentials"))
-    people = [
+    people = tuple(
         policy.PersonSnapshot(*row)
         for row in Person.objects.order_by("full_name").values_list(
             "full_name", "first_name", "last_name", "short_name", "internet_address", "internet_password"
         )
-    ] if people_and_groups else []
-    return policy.SettingsSnapshot(
-        server_name=server.name,
-        host_name=server.host_name,
-        revision=revision,
-        smtp_listener_enabled=server.smtp_listener_enabled,
-        load_internet_sites=server.load_internet_sites,
-        listen_addresses=tuple(server.listen_addresses),
-        access_server=tuple(server.access_server),
-        not_access_server=tuple(server.not_access_server),
-        internet_authentication=server.internet_authentication,
-        tls_credentials_name=server.tls_credentials.name if server.tls_credentials else None,
-        inbound=policy.InboundPorts(
-            tcp_port=server.smtp_inbound_tcp_port,
-            tcp_status=server.smtp_inbound_tcp_status,
-            enforce_server_access=server.smtp_inbound_enforce_server_access,
-            options=_options(server, "smtp_inbound_"),
-            ssl_port=server.smtp_inbound_ssl_port,
-            ssl_status=server.smtp_inbound_ssl_status,
-        ),
-        outbound=policy.OutboundPorts(
-            tcp_port=server.smtp_outbound_tcp_port,
-            tcp_status=server.smtp_outbound_tcp_status,
-            ssl_port=server.smtp_outbound_ssl_port,
-            ssl_status=server.smtp_outbound_ssl_status,
-        ),
-        sites=tuple(
-            policy.SiteSnapshot(
-                name=site.name,
-                mapped_addresses=tuple(site.mapped_addresses),
-                options=_options(site),
-                tls_credentials_name=site.tls_credentials.name if site.tls_credentials else None,
-            )
-            for site in sites
-        ),
-        config=config,
-        config_source=config_source,
-        people=tuple(people),
-        groups=groups_mapping() if people_and_groups else {},
-        credentials=_credentials([server.tls_credentials, *(site.tls_credentials for site in sites)]),
-    )
+    ) if people_and_groups else ()
+    groups = groups_mapping() if people_and_groups else {}
+    return documents.build(server, configuration, source, sites, people, groups, revision)

@@ -73,13 +73,14 @@ def store_message(server_id, fields):
 def _store(server_id, fields):
     deliveries = fields.pop("deliveries")
     message = ReceivedMessage.objects.create(
-        server_id=server_id, recipients=[address for address, _kind, _person in deliveries], size=len(fields["data"]),
-        **fields,
+        server_id=server_id, recipients=list(dict.fromkeys(address for address, _kind, _person in deliveries)),
+        size=len(fields["data"]), **fields,
     )
-    local = [(address, person) for address, kind, person in deliveries if kind == "local"]
-    people = dict(Person.objects.filter(full_name__in={person for _address, person in local}).values_list("full_name", "pk"))
+    # Mail to postmaster with no administrator to receive it waits in the postmaster mailbox (no person).
+    local = [(address, person) for address, kind, person in deliveries if kind in ("local", "postmaster")]
+    people = dict(Person.objects.filter(full_name__in={person for _address, person in local if person}).values_list("full_name", "pk"))
     MailboxEntry.objects.bulk_create(
-        MailboxEntry(person_id=people[person], message=message, recipient=address) for address, person in local
+        MailboxEntry(person_id=people.get(person), message=message, recipient=address) for address, person in local
     )
     QueuedRecipient.objects.bulk_create(
         QueuedRecipient(message=message, recipient=address) for address, kind, _person in deliveries if kind == "relay"
@@ -88,7 +89,7 @@ def _store(server_id, fields):
 
 
 def session_record(server_id, session):
-    """An unsaved SessionLog for a finished session (saved in batches with the heartbeat)."""
+    """An unsaved SessionLog for a finished session (``core.session.SmtpSession``; saved in batches with the heartbeat)."""
     facts = session.facts
     return SessionLog(
         server_id=server_id,
@@ -98,7 +99,7 @@ def session_record(server_id, session):
         client_address=(facts.client_ip or None) if facts else None,
         local_address=(facts.local_ip or None) if facts else None,
         local_port=facts.local_port if facts else 0,
-        port_kind=session.port_kind,
+        port_kind=facts.port if facts else "",
         tls=bool(facts and facts.tls),
         authenticated_as=(facts.authenticated_as or "") if facts else "",
         helo=session.helo[:255],

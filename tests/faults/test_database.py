@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from django.db import connection, transaction
 
-from smtpservice.listener.service import Limits
+from smtpservice.core.limits import Limits
 from smtpservice.models import MailboxEntry, QueuedRecipient, ReceivedMessage, SessionLog
 from tests.smtpservice.conftest import wait_until
 

@@ -17,7 +17,7 @@ def relay(alpha, beta, configuration, run_listener):
     """A's relay host is B's TCP/IP port; returns a function setting the authentication and B's AUTH offer.
 
     A authenticates as Bob and sends Jane's mail: B accepts a sender other than Bob's own address because
-    Bob's account is in LocalDomainServers (docs/policy.md, MAIL FROM).
+    Bob's account is in LocalDomainServers (docs/design/policy.md, MAIL FROM).
     """
     save(models.Group, {"name": "LocalDomainServers", "group_type": "multi_purpose", "members": ["Bob Smith/Beta"]})
 

@@ -1,1 +1,1 @@
-"""Security tests: hostile input and attacks against the listener and the console (docs/security.md)."""
+"""Security tests: hostile input and attacks against the listener and the console (docs/design/security.md)."""

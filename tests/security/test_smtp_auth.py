@@ -15,7 +15,7 @@ import pytest
 from django.contrib.auth.hashers import get_hasher
 
 from directory import models
-from smtpservice.listener.service import Limits
+from smtpservice.core.limits import Limits
 from tests.security.smtp_client import CLIENT_NAME, LOCAL, greeted
 from tests.smtpservice.conftest import PASSWORD, save
 

@@ -12,7 +12,7 @@ import pytest
 
 from directory import models
 from smtpservice.core import policy
-from smtpservice.listener.service import Limits
+from smtpservice.core.limits import Limits
 from smtpservice.models import ReceivedMessage
 from tests.security.smtp_client import CLIENT_NAME, LOCAL, RawClient, greeted
 from tests.smtpservice.conftest import HOST_NAME, save, wait_until

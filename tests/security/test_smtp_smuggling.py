@@ -4,7 +4,7 @@ The 2023 SMTP smuggling family (SEC Consult, CVE-2023-51764/51765/51766) and aio
 GHSA-pr2m-px7j-xg65 (CVE-2024-27305) hide a second message behind an end-of-data that one server
 reads and another does not. Every variant below is sent byte for byte on a plain socket: the
 listener must not answer the fake end, must answer the real end once, and refuses the whole message
-because it holds bare line ends that a server it is relayed to might read differently (docs/security.md).
+because it holds bare line ends that a server it is relayed to might read differently (docs/design/security.md).
 """
 import pytest
 

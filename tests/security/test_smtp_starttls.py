@@ -11,7 +11,7 @@ import warnings
 
 import pytest
 
-from smtpservice.listener.service import Limits
+from smtpservice.core.limits import Limits
 from smtpservice.models import ReceivedMessage, SessionLog
 from tests.security.smtp_client import CLIENT_NAME, LOCAL, RawClient, greeted
 from tests.smtpservice.conftest import HOST_NAME, PASSWORD, wait_until
@@ -44,7 +44,10 @@ def test_commands_pipelined_in_clear_text_after_starttls_are_discarded(tls_serve
     client.close()
 
     log = wait_until(lambda: SessionLog.objects.first(), message="no session log")
-    assert [event["command"] for event in log.events] == ["CONNECT", "EHLO", "STARTTLS", "EHLO"]
+    assert [(event["command"], event["rule"]) for event in log.events] == [
+        ("CONNECT", "internet_sites_disabled"), ("EHLO", "ehlo"), ("STARTTLS", "starttls_offered"), ("EHLO", "ehlo"),
+        ("RCPT", "need_mail"), ("QUIT", "quit"),
+    ]
 
 
 def test_clear_text_sent_after_the_220_breaks_the_handshake_and_is_never_executed(tls_server, client_tls):

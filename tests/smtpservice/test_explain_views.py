@@ -75,8 +75,8 @@ def test_simulator_shows_each_step_with_the_exact_reply_and_the_rule_that_decide
     assert "STARTTLS is not offered: no TLS credentials are chosen for this address" in ehlo
     assert "No AUTH in clear text on the TCP/IP port: TCP/IP authentication: Name & password is No" in ehlo
     assert "Anonymous mail is accepted in clear text" in ehlo
-    assert "S: 503 5.7.0 This site is not enabled on the server." in auth
-    assert "S: 250 OK" in mail
+    assert "S: 503 5.5.1 Error: authentication not enabled" in auth
+    assert "S: 250 2.1.0 OK" in mail
     assert "S: 250 2.1.5 OK" in local and "delivered to Jane Doe/Sales/Acme" in local and "local delivery" in local
     assert "S: 550 5.1.1 User unknown" in unknown and "no person has the Internet address nobody@acme.test" in unknown
     assert "S: 554 5.7.1 Relay rejected for policy reasons." in relay and "client 203.0.113.5 is not an internal host" in relay

@@ -22,7 +22,7 @@ from tests.smtpservice.conftest import HOST_NAME, PASSWORD, free_port, save, wai
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-LOCAL, SECOND_LOCAL, THIRD_LOCAL, FOURTH_LOCAL = "127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4"
+LOCAL, SECOND_LOCAL, THIRD_LOCAL, FOURTH_LOCAL, FIFTH_LOCAL = "127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.6"
 OUTSIDE = "127.0.0.1"
 """The usual client: outside, because the configurations below do not list loopback as internal."""
 INTERNAL = "127.0.0.5"
@@ -52,6 +52,7 @@ class Session:
     password: str | None = PASSWORD
     mail_from: str = SENDER
     recipients: tuple = (JANE,)
+    helo: bool = False
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,13 @@ DIRECTORIES = [
                     expect=(("AUTH", 535), ("MAIL", None))),
             Session("an unknown login on the SSL port gets 535", client=FAILING[1], port="ssl", login="ghost@acme.test",
                     expect=(("CONNECT", 220), ("AUTH", 535), ("MAIL", None))),
+            Session("postmaster is always accepted, bare and at a local domain, in any case",
+                    recipients=("postmaster", "PostMaster@acme.test", "POSTMASTER@ACME.TEST"),
+                    expect=(("RCPT", 250),)),
+            Session("postmaster at a foreign domain is relay, and refused", recipients=("postmaster@example.net",),
+                    expect=(("RCPT", 554),)),
+            Session("HELO greets and anonymous mail goes through", helo=True, expect=(("HELO", 250), ("MAIL", 250), ("RCPT", 250))),
+            Session("HELO then AUTH gets 503: AUTH needs EHLO", helo=True, login=JANE, expect=(("HELO", 250), ("AUTH", 503))),
             Session("a port the listener does not bind refuses the connection", port="unused", expect=(("CONNECT", None),)),
             Session("an address the listener does not bind refuses the connection", local=SECOND_LOCAL, expect=(("CONNECT", None),)),
         ),
@@ -122,6 +130,17 @@ DIRECTORIES = [
         ),
     ),
     Directory(
+        "TCP/IP Name & password Yes with STARTTLS Required: no AUTH before TLS",
+        server={"smtp_inbound_tcp_auth_name_password": True},
+        config={"starttls_inbound": "required"},
+        sessions=(
+            Session("AUTH in clear text gets 530 and the session goes on", login=JANE, expect=(("AUTH", 530), ("MAIL", 530))),
+            Session("after STARTTLS AUTH is accepted", starttls=True, login=JANE, mail_from=JANE,
+                    expect=(("STARTTLS", 220), ("AUTH", 235), ("MAIL", 250))),
+            Session("postmaster is refused nothing but STARTTLS comes first", recipients=("postmaster",), expect=(("MAIL", 530),)),
+        ),
+    ),
+    Directory(
         "TCP/IP Name & password Yes, STARTTLS Disabled, a low Error limit",
         server={"smtp_inbound_tcp_auth_name_password": True},
         config={"starttls_inbound": "disabled", "error_limit": 2, "internal_hosts": []},
@@ -136,12 +155,13 @@ DIRECTORIES = [
     ),
     Directory(
         "Internet Sites: a site per local address",
-        server={"load_internet_sites": True, "listen_addresses": [LOCAL, SECOND_LOCAL, THIRD_LOCAL, FOURTH_LOCAL],
+        server={"load_internet_sites": True, "listen_addresses": [LOCAL, SECOND_LOCAL, THIRD_LOCAL, FOURTH_LOCAL, FIFTH_LOCAL],
                 "smtp_inbound_ssl_status": "enabled"},
         sites=(
             ("All options No", {**NO_OPTIONS, "mapped_addresses": [LOCAL]}),
             ("Client certificate only", {**NO_OPTIONS, "ssl_auth_client_certificate": True, "mapped_addresses": [THIRD_LOCAL]}),
             ("Submission", {**NO_OPTIONS, "ssl_auth_name_password": True, "mapped_addresses": [FOURTH_LOCAL]}),
+            ("Anonymous only", {**NO_OPTIONS, "tcp_auth_anonymous": True, "mapped_addresses": [FIFTH_LOCAL]}),
         ),
         sessions=(
             Session("a site with every option No is not enabled", expect=(("CONNECT", 554), ("EHLO", 503))),
@@ -155,6 +175,8 @@ DIRECTORIES = [
             Session("the same site accepts AUTH after STARTTLS", local=FOURTH_LOCAL, starttls=True, login=JANE, mail_from=JANE,
                     expect=(("STARTTLS", 220), ("AUTH", 235), ("RCPT", 250))),
             Session("the SSL port of a site with every option No is not enabled", port="ssl", expect=(("CONNECT", 554),)),
+            Session("AUTH at a site whose TCP/IP Name & password is No gets the site text with 503", local=FIFTH_LOCAL,
+                    login=JANE, expect=(("CONNECT", 220), ("AUTH", 503), ("MAIL", 250))),
         ),
     ),
 ]
@@ -165,7 +187,7 @@ DIRECTORIES = [
 
 def build(directory, make_server, make_credentials, configuration):
     save(models.ConfigurationSettings, directory.config, instance=configuration)
-    credentials = make_credentials("mail1-cert", HOST_NAME, LOCAL, SECOND_LOCAL, THIRD_LOCAL, FOURTH_LOCAL, "localhost")
+    credentials = make_credentials("mail1-cert", HOST_NAME, LOCAL, SECOND_LOCAL, THIRD_LOCAL, FOURTH_LOCAL, FIFTH_LOCAL, "localhost")
     for full_name, address in directory.people:
         save(models.Person, {"full_name": full_name, "internet_address": address, "internet_password": PASSWORD})
     for name, members in directory.groups:
@@ -179,7 +201,7 @@ def inputs_for(session, server):
     port = {"tcp": server.smtp_inbound_tcp_port, "ssl": server.smtp_inbound_ssl_port, "unused": free_port()}[session.port]
     return simulator.Inputs(
         client_ip=session.client, local_ip=session.local, port=port, starttls=session.starttls, login=session.login,
-        password=session.password, mail_from=session.mail_from, recipients=session.recipients,
+        password=session.password, mail_from=session.mail_from, recipients=session.recipients, helo=session.helo,
     )
 
 
@@ -221,6 +243,10 @@ class Client:
 
     def ehlo(self, step):
         code, text = self.smtp.ehlo(simulator.CLIENT_NAME)
+        return code, text.decode()
+
+    def helo(self, step):
+        code, text = self.smtp.helo(simulator.CLIENT_NAME)
         return code, text.decode()
 
     def starttls(self, step):

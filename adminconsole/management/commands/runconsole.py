@@ -1,4 +1,6 @@
-"""Start the console (and the SMTP services of the demo server) together; Ctrl-C stops them all."""
+"""Start the console and the SMTP services (listener and router) of one or more Server documents together;
+Ctrl-C stops them all. For trying things out and development: production runs each as its own systemd unit
+(deploy/systemd, docs/admin/install.md)."""
 import signal
 import subprocess
 import sys
@@ -13,13 +15,20 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8000)
-        parser.add_argument("--server", default=None, help="Also run the SMTP services of this Server document.")
+        parser.add_argument(
+            "--server", action="append", default=[], metavar="NAME",
+            help="Also run the SMTP services of this Server document; repeat it for several servers.",
+        )
+        parser.add_argument(
+            "--all-servers", action="store_true",
+            help="Also run the SMTP services of every Server document whose SMTP listener task is Enabled.",
+        )
 
     def handle(self, *args, **options):
         manage = [sys.executable, "manage.py"]
         commands = [manage + ["runserver", "--noreload", f"{options['host']}:{options['port']}"]]
-        if options["server"]:
-            commands += [manage + [name, "--server", options["server"]] for name in self.smtp_commands()]
+        for server in self.servers(options["server"], options["all_servers"]):
+            commands += [manage + [name, "--server", server] for name in self.smtp_commands()]
         children = [subprocess.Popen(command) for command in commands]
         self.stdout.write(f"Console: http://{options['host']}:{options['port']}/  (Ctrl-C stops everything)")
         self.stopping = False
@@ -38,6 +47,15 @@ class Command(BaseCommand):
 
     def request_stop(self, signum, frame):
         self.stopping = True
+
+    def servers(self, names: list[str], every: bool) -> list[str]:
+        """The Server documents to serve, each once, in the order given, then the rest with ``--all-servers``."""
+        from directory.models import Server
+
+        chosen = list(names)
+        if every:
+            chosen += Server.objects.filter(smtp_listener_enabled=True).order_by("name").values_list("name", flat=True)
+        return list(dict.fromkeys(chosen))
 
     def smtp_commands(self):
         """The SMTP service commands that exist in this build (the listener, then the router)."""

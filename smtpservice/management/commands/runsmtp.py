@@ -5,7 +5,10 @@ import signal
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
 
-from smtpservice.listener.service import Limits, ListenerService
+from smtpservice import metrics
+from smtpservice.core.limits import Limits
+from smtpservice.listener.service import ListenerService
+from smtpservice.management.metrics_option import serve_metrics
 from smtpservice.store.snapshot import ServerNotFound
 
 
@@ -23,14 +26,18 @@ class Command(BaseCommand):
             "--max-sessions-per-client", type=int, default=Limits.max_sessions_per_client,
             help="Open sessions from one client address; the next gets 421 (default %(default)s).",
         )
+        metrics.add_argument(parser)
 
     def handle(self, *args, **options):
         limits = Limits(max_sessions=options["max_sessions"], max_sessions_per_client=options["max_sessions_per_client"])
         service = ListenerService(options["server"], shutdown_grace=options["grace"], limits=limits)
+        server = serve_metrics(options["metrics"])
         try:
             asyncio.run(self.serve(service))
         except ServerNotFound as error:
             raise CommandError(str(error)) from None
+        finally:
+            metrics.stop(server)
 
     async def serve(self, service):
         """Run until a signal stops the listener; say "started" only once its settings are loaded and its ports bound."""

@@ -1,0 +1,11 @@
+"""``{% router_report server as report %}``: the router panel's data, for templates/includes/router_status.html."""
+from django import template
+
+from smtpservice.console.router_status import RouterReport, router_report
+
+register = template.Library()
+
+
+@register.simple_tag
+def router_report_of(server) -> RouterReport:
+    return router_report(server)
