@@ -8,6 +8,7 @@ the trail; the ``DocumentVersion`` written with each entry keeps them as stored,
 from django.db import router, transaction
 from django.db.models import Max
 from django.db.models.deletion import Collector
+from django.db.models.signals import post_save, pre_save
 from django.utils.crypto import salted_hmac
 
 from directory.models import AuditEntry, Document, DocumentVersion
@@ -60,12 +61,13 @@ def actor_name(user, source=None):
     return source or "system"
 
 
-def record(user, action, instance, before=None, source=None):
+def audit_entry(user, action: str, instance: Document, before: dict | None = None, source: str | None = None) -> AuditEntry | None:
+    """The unsaved AuditEntry of one change, or None for a change that changes nothing."""
     after = snapshot(instance) if action != AuditEntry.Action.DELETE else {}
     changes = diff(before or {}, after)
     if action == AuditEntry.Action.CHANGE and not changes:
         return None
-    return AuditEntry.objects.create(
+    return AuditEntry(
         user=user if user is not None and user.is_authenticated else None,
         actor=actor_name(user, source),
         action=action,
@@ -75,6 +77,14 @@ def record(user, action, instance, before=None, source=None):
         changes=changes,
         snapshot=after or before or {},
     )
+
+
+def record(user, action: str, instance: Document, before: dict | None = None, source: str | None = None) -> AuditEntry | None:
+    """Record one change in the audit trail (nothing for a change that changes nothing)."""
+    entry = audit_entry(user, action, instance, before, source)
+    if entry is not None:
+        entry.save()
+    return entry
 
 
 def keep_version(instance, action, data, entry=None, restored_from=None):
@@ -113,6 +123,47 @@ def save_document(form, user, source=None, restored_from=None):
     if entry is not None:
         keep_version(saved, action, snapshot(saved, secrets=True), entry, restored_from)
     return saved
+
+
+def bulk_create_sending_signals(model: type, instances: list, using: str) -> list:
+    """``bulk_create`` that still sends ``pre_save`` and ``post_save`` for each instance, as ``save()``
+    does: the SMTP service counts directory revisions and stamps versions through them."""
+    for instance in instances:
+        pre_save.send(sender=model, instance=instance, raw=False, using=using, update_fields=None)
+    model.objects.using(using).bulk_create(instances)
+    for instance in instances:
+        post_save.send(sender=model, instance=instance, created=True, raw=False, using=using, update_fields=None)
+    return instances
+
+
+@transaction.atomic
+def save_new_documents(forms: list, user, source: str | None = None) -> list:
+    """Create many documents of one type (the import) with what ``save_document`` gives each one,
+    an audit entry and a first version, in a few bulk INSERTs instead of several queries per document."""
+    documents = [form.save(commit=False) for form in forms]
+    if not documents:
+        return []
+    model = type(documents[0])
+    using = router.db_for_write(model)
+    bulk_create_sending_signals(model, documents, using)
+    entries = bulk_create_sending_signals(
+        AuditEntry, [audit_entry(user, AuditEntry.Action.CREATE, document, source=source) for document in documents], using,
+    )
+    kind = model._meta.model_name
+    numbers = dict(
+        DocumentVersion.objects.using(using)
+        .filter(document_type=kind, object_id__in=[str(document.pk) for document in documents])
+        .values_list("object_id").annotate(last=Max("number"))
+    )
+    bulk_create_sending_signals(DocumentVersion, [
+        DocumentVersion(
+            document_type=kind, object_id=str(document.pk), number=numbers.get(str(document.pk), 0) + 1,
+            action=DocumentVersion.Action.CREATE, data=snapshot(document, secrets=True), audit_entry=entry,
+            timestamp=entry.timestamp,
+        )
+        for document, entry in zip(documents, entries, strict=True)
+    ], using)
+    return documents
 
 
 def cascaded_documents(instance):

@@ -8,6 +8,7 @@ from crispy_forms.helper import FormHelper
 from crispy_forms.layout import HTML, Column, Layout, Row
 from django import forms
 from django.core.exceptions import FieldDoesNotExist
+from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.text import capfirst, format_lazy
 from django.utils.translation import gettext_lazy as _
@@ -128,6 +129,8 @@ class DocumentForm(forms.ModelForm):
     enabled_disabled_fields = ()
     secret_fields = ()
     confirm_warnings = forms.CharField(required=False, widget=forms.HiddenInput)
+    # The import turns this off: it reports the warnings of the directory it leaves, once, at the end.
+    check_warnings = True
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -158,14 +161,19 @@ class DocumentForm(forms.ModelForm):
                 field.initial = model_field.default
             field.label = label
             field.help_text = field.help_text or model_field.help_text
-        self.helper = FormHelper(self)
-        self.helper.form_tag = False
-        self.helper.disable_csrf = True
+
+    @cached_property
+    def helper(self):
+        """Built when a page renders the form, not for each form the import only validates."""
+        helper = FormHelper(self)
+        helper.form_tag = False
+        helper.disable_csrf = True
         if self.tabs:
-            self.helper.layout = Layout(
+            helper.layout = Layout(
                 TabHolder(*(Tab(label, *items) for label, items in self.tabs)),
                 "confirm_warnings",
             )
+        return helper
 
     def _model_field(self, name):
         try:
@@ -175,7 +183,7 @@ class DocumentForm(forms.ModelForm):
 
     def _post_clean(self):
         super()._post_clean()
-        if not self.errors:
+        if not self.errors and self.check_warnings:
             self.warnings = self.instance.warnings()
             for field, _code, message in self.warnings:
                 if field in self.fields:

@@ -5,6 +5,7 @@ through ``directory.audit``, so a document is held to the same rules and leaves 
 whichever way it arrives; it applies all or nothing. Export is deterministic (keys in the order of
 the format, documents sorted by name) so that files can be compared and kept in version control.
 """
+import copy
 import difflib
 import json
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ from directory.forms import FORMS
 FORMAT = 1
 SOURCE = "importdirectory"
 DEFAULT_CONFIGURATION = "*"
+CREATE_BATCH = 1000
+"""New documents are created this many at a time: few queries, and few validated forms held in memory."""
 
 
 def describe(value):
@@ -340,6 +343,36 @@ def dumps(document):
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
 
+class Existing:
+    """The documents of one type already in the directory, read once, found by name as ``DocumentType.find``
+    finds them (the same spelling first, else the same without regard to case), and their unique values."""
+
+    def __init__(self, doc_type: DocumentType):
+        self.doc_type = doc_type
+        references = [key.field for key in doc_type.keys if isinstance(key.kind, Reference)]
+        documents = list(doc_type.model.objects.select_related(*references))
+        self.exact, self.folded = {}, {}
+        if self.by_name:
+            for document in documents:  # in the model's order, as ``.first()`` picks
+                name = getattr(document, doc_type.lookup)
+                self.exact.setdefault(name, document)
+                self.folded.setdefault(name.lower(), document)
+        self.unique = models.UniqueValues(doc_type.model, documents)
+
+    @property
+    def by_name(self) -> bool:
+        """Configuration Settings are found by their server's name (or ``*``): few, looked up in the database."""
+        return "__" not in self.doc_type.lookup
+
+    def find(self, name: str) -> models.Document | None:
+        """The stored document of this name, or None."""
+        if not self.by_name:
+            return self.doc_type.find(name)
+        if self.doc_type.hierarchical:
+            name = names.abbreviate(name)
+        return self.exact.get(name) or self.folded.get(name.lower())
+
+
 @dataclass
 class Tally:
     created: int = 0
@@ -377,6 +410,9 @@ class Importer:
         self.imported = {}  # type key -> {pk: where} of documents saved or unchanged
         self.seen = {}  # type key -> {normalised name: where}
         self.failed = {}  # type key -> {normalised name: where} of documents with errors
+        self.existing = None  # Existing documents of the type being imported
+        self.new_forms = []  # (where, form) of valid new documents of that type, created together
+        self.new_initial = {}  # type key -> what the console's New form shows, read once
 
     def error(self, path, message):
         self.report.errors.append((path, message))
@@ -425,12 +461,15 @@ class Importer:
         self.imported[doc_type.key] = {}
         self.seen[doc_type.key] = {}
         self.failed[doc_type.key] = {}
-        for index, document in enumerate(documents):
-            where = f"{doc_type.key}[{index}]"
-            errors_before = len(self.report.errors)
-            name = self.import_document(doc_type, where, document)
-            if len(self.report.errors) > errors_before and isinstance(name, str):
-                self.failed[doc_type.key].setdefault(doc_type.normalised(name), where)
+        self.existing = Existing(doc_type)
+        with models.unique_values_in_memory(self.existing.unique):
+            for index, document in enumerate(documents):
+                where = f"{doc_type.key}[{index}]"
+                errors_before = len(self.report.errors)
+                name = self.import_document(doc_type, where, document)
+                if len(self.report.errors) > errors_before and isinstance(name, str):
+                    self.failed[doc_type.key].setdefault(doc_type.normalised(name), where)
+        self.create_new(doc_type)
 
     def read(self, doc_type, document, where, prefix=()):
         """The values of the known keys of well-typed values, and the paths that had a problem."""
@@ -487,24 +526,33 @@ class Importer:
             return name
         seen[doc_type.normalised(name)] = where
 
-        instance = doc_type.find(name)
+        instance = self.existing.find(name)
+        stored = None
         if instance is not None:
             self.listed[doc_type.key].add(instance.pk)
+            stored = audit.snapshot(instance)
         form = self.bound_form(doc_type, instance, values)
+        form.check_warnings = False  # reported once for the whole directory, by ``collect_warnings``
         problems |= self.check_applied(where, form.instance, values)
         valid = form.is_valid()
         if not valid:
             self.report_form_errors(doc_type, where, form, values, problems)
         if problems or not valid:
             return name
-        self.save(doc_type, where, form)
+        # Later documents of the file must not take this one's unique values (it is saved later, in bulk).
+        self.existing.unique.add(form.instance)
+        self.save(doc_type, where, form, stored)
         return name
 
     def bound_form(self, doc_type, instance, values):
         """The console form of the document, its missing keys filled from the current values."""
         if instance is None:
             instance = doc_type.model()
-        initial = doc_type.form(instance=instance).initial  # for a new document, what the console's New form shows
+            if doc_type.key not in self.new_initial:
+                self.new_initial[doc_type.key] = doc_type.form(instance=instance).initial
+            initial = copy.deepcopy(self.new_initial[doc_type.key])  # what the console's New form shows
+        else:
+            initial = doc_type.form(instance=instance).initial
         data = {}
         for key in doc_type.keys:
             if not key.on_form:
@@ -562,26 +610,54 @@ class Importer:
             "document": target_type.model._meta.verbose_name, "name": name,
         }
 
-    def save(self, doc_type, where, form):
+    def save(self, doc_type: DocumentType, where: str, form, stored: dict | None) -> None:
+        """Save a changed document now; keep a new one to create with the others of its type."""
         tally = self.report.tallies[doc_type.key]
         instance = form.instance
-        if instance.pk is not None:
-            stored = audit.snapshot(doc_type.model.objects.get(pk=instance.pk))
-            if audit.snapshot(instance) == stored:
-                tally.unchanged += 1
-                self.imported[doc_type.key][instance.pk] = where
-                return
-        creating = instance.pk is None
+        if instance.pk is None:
+            self.new_forms.append((where, form))
+            if len(self.new_forms) >= CREATE_BATCH:
+                self.create_new(doc_type)
+            return
+        if audit.snapshot(instance) == stored:
+            tally.unchanged += 1
+            self.imported[doc_type.key][instance.pk] = where
+            return
+        saved = self.save_one(where, form)
+        if saved is not None:
+            self.imported[doc_type.key][saved.pk] = where
+            tally.updated += 1
+
+    def save_one(self, where: str, form) -> models.Document | None:
+        """Save one document through the audit trail; a refusal of the database is an error of the document."""
         try:
-            saved = audit.save_document(form, None, source=SOURCE)
+            return audit.save_document(form, None, source=SOURCE)
         except IntegrityError as error:
             self.error(where, _("The database refused this document: %(error)s") % {"error": error})
+            return None
+
+    def create_new(self, doc_type: DocumentType) -> None:
+        """Create the valid new documents of this type together; if the database refuses the batch, one by
+        one, so that the error names the document."""
+        pending, self.new_forms = self.new_forms, []
+        if not pending:
             return
-        self.imported[doc_type.key][saved.pk] = where
-        if creating:
-            tally.created += 1
-        else:
-            tally.updated += 1
+        try:
+            with transaction.atomic():
+                created = audit.save_new_documents([form for _where, form in pending], None, source=SOURCE)
+            places = [where for where, _form in pending]
+        except IntegrityError:
+            created, places = [], []
+            for where, form in pending:
+                form.instance.pk = None
+                form.instance._state.adding = True
+                saved = self.save_one(where, form)
+                if saved is not None:
+                    created.append(saved)
+                    places.append(where)
+        for document, where in zip(created, places, strict=True):
+            self.imported[doc_type.key][document.pk] = where
+        self.report.tallies[doc_type.key].created += len(created)
 
     def delete_unlisted(self, doc_type):
         """``--replace``: delete the documents of this type that the file does not list."""
@@ -610,7 +686,9 @@ class Importer:
     def collect_warnings(self):
         """Warnings of the directory as the import leaves it, so documents that refer to each other agree."""
         for doc_type in IMPORT_ORDER:
-            for pk, where in self.imported.get(doc_type.key, {}).items():
-                instance = doc_type.model.objects.get(pk=pk)
-                for field_name, _code, message in instance.warnings():
+            imported = self.imported.get(doc_type.key, {})
+            documents = doc_type.model.objects.in_bulk(list(imported))
+            warnings = doc_type.model.warnings_of(documents.values())
+            for pk, where in imported.items():
+                for field_name, _code, message in warnings[pk]:
                     self.report.warnings.append((doc_type.path_of(where, field_name), message))

@@ -4,6 +4,9 @@ Field names follow the keys of the import/export format (spec section 7), which 
 the administrator reads in the console. Cross-field errors live in ``clean()`` so the forms and the
 import share them; advisory warnings come from ``warnings()`` and never block a save.
 """
+import contextlib
+import contextvars
+
 from django.apps import apps
 from django.contrib.auth.hashers import check_password, make_password
 from django.core.exceptions import ValidationError
@@ -53,6 +56,85 @@ def default_any():
     return ["*"]
 
 
+class UniqueValues:
+    """The unique values of one document type held in memory, so an import of thousands of documents
+    checks each against the others without two queries (one a scan, for the name without regard to
+    case) per document. The database's unique constraints still hold: a race ends in IntegrityError.
+    """
+
+    def __init__(self, model: type, documents=()):
+        self.model = model
+        self.fields = [field for field in model._meta.concrete_fields if field.unique and not field.primary_key]
+        self.owners = {field.attname: {} for field in self.fields}  # value -> owner
+        self.folded = {}  # name_field value, lower-cased -> owner
+        self.held = {}  # owner -> its values, to forget them when they change
+        for document in documents:
+            self.add(document)
+
+    @staticmethod
+    def owner(instance: "Document") -> int:
+        """A saved document is its primary key; an unsaved one is itself, until it is saved."""
+        return instance.pk if instance.pk is not None else id(instance)
+
+    def values(self, instance: "Document") -> tuple:
+        """Its unique values by column, and its name lower-cased."""
+        values = {field.attname: getattr(instance, field.attname) for field in self.fields}
+        name_field = self.model.name_field
+        value = getattr(instance, name_field) if name_field else None
+        return values, (value.lower() if value else None)
+
+    def add(self, instance: "Document") -> None:
+        """Hold the values of a document that is saved, or that will be saved with this import."""
+        owner = self.owner(instance)
+        self.discard(owner)
+        values, folded = self.values(instance)
+        for attname, value in values.items():
+            if value is not None:
+                self.owners[attname].setdefault(value, owner)
+        if folded:
+            self.folded.setdefault(folded, owner)
+        self.held[owner] = (values, folded)
+
+    def discard(self, owner: int) -> None:
+        """Forget the values an owner held."""
+        values, folded = self.held.pop(owner, ({}, None))
+        for attname, value in values.items():
+            if self.owners[attname].get(value) == owner:
+                del self.owners[attname][value]
+        if folded and self.folded.get(folded) == owner:
+            del self.folded[folded]
+
+    def errors(self, instance: "Document", exclude) -> dict:
+        """The errors ``Document.validate_unique`` would find in the database, as ``{field: [error]}``."""
+        exclude = set(exclude or ())
+        owner = self.owner(instance)
+        values, folded = self.values(instance)
+        errors = {}
+        for field in self.fields:
+            value = values[field.attname]
+            if field.name in exclude or value is None:
+                continue
+            if self.owners[field.attname].get(value, owner) != owner:
+                errors[field.name] = [instance.unique_error_message(self.model, (field.name,))]
+        name_field = self.model.name_field
+        if folded and name_field not in errors and name_field not in exclude and self.folded.get(folded, owner) != owner:
+            errors[name_field] = [instance.unique_error_message(self.model, (name_field,))]
+        return errors
+
+
+_unique_values = contextvars.ContextVar("directory_unique_values", default=None)
+
+
+@contextlib.contextmanager
+def unique_values_in_memory(*indexes: UniqueValues):
+    """Within this block, documents of these types check uniqueness against the indexes, not the database."""
+    token = _unique_values.set({**(_unique_values.get() or {}), **{index.model: index for index in indexes}})
+    try:
+        yield
+    finally:
+        _unique_values.reset(token)
+
+
 class Document(models.Model):
     """Common bookkeeping of every directory document: when it was created and last changed."""
 
@@ -69,6 +151,12 @@ class Document(models.Model):
 
     def validate_unique(self, exclude=None):
         """Django checks the exact name; also refuse one that differs from another only in case."""
+        index = (_unique_values.get() or {}).get(type(self))
+        if index is not None:
+            errors = index.errors(self, exclude)
+            if errors:
+                raise ValidationError(errors)
+            return
         errors = {}
         try:
             super().validate_unique(exclude)
@@ -85,6 +173,11 @@ class Document(models.Model):
     def warnings(self):
         """Advisory problems: ``[(field, code, message)]``. The admin may save anyway."""
         return []
+
+    @classmethod
+    def warnings_of(cls, documents) -> dict:
+        """``{pk: warnings}`` of many saved documents of this type (the import's report), sharing what they read."""
+        return {document.pk: document.warnings() for document in documents}
 
 
 class TLSCredentials(Document):
@@ -760,16 +853,30 @@ class Group(Document):
     def get_absolute_url(self):
         return reverse("directory:group-detail", args=[self.pk])
 
-    def warnings(self):
-        cycle = names.find_cycle(self.name, groups_mapping(override=self))
+    def warnings(self, groups: dict | None = None) -> list:
+        """``groups``: the mapping of every group with this one as it is (read once for many groups)."""
+        cycle = names.find_cycle(self.name, groups if groups is not None else groups_mapping(override=self))
         if cycle:
             return [("members", "cycle", _("These groups contain each other: %(cycle)s. Access checks stop at the loop.") % {"cycle": " > ".join(cycle)})]
         return []
 
+    @classmethod
+    def warnings_of(cls, documents) -> dict:
+        """One read of every group, and a cycle looked for only from groups that are on one."""
+        groups = groups_mapping()
+        looping = names.groups_in_cycles(groups)
+        return {
+            document.pk: document.warnings(groups) if names.abbreviate(document.name).lower() in looping else []
+            for document in documents
+        }
+
 
 def groups_mapping(override=None):
     """All groups as ``{lower-cased name: (type, members)}`` for the pure name matcher."""
-    mapping = {names.abbreviate(g.name).lower(): (g.group_type, list(g.members)) for g in Group.objects.all()}
+    mapping = {
+        names.abbreviate(name).lower(): (group_type, list(members))
+        for name, group_type, members in Group.objects.values_list("name", "group_type", "members")
+    }
     if override is not None:
         mapping[names.abbreviate(override.name).lower()] = (override.group_type, list(override.members))
     return mapping

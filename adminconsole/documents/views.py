@@ -94,7 +94,7 @@ class DocumentDetailView(DocumentViewMixin, DetailView):
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
-        presenter = Presenter(self.document_type, self.object)
+        presenter = Presenter(self.document_type)
         context.update(
             tabs=presenter.tabs(self.object),
             warnings=labelled_warnings(self.object),

@@ -20,7 +20,7 @@ from smtpservice.console import selftest
 from smtpservice.console.explain_forms import SimulatorForm
 from smtpservice.core import simulator, throttle
 from smtpservice.store import throttle as throttles
-from smtpservice.store.snapshot import load_snapshot
+from smtpservice.store.snapshot import load_snapshot, recent_snapshot
 
 
 class ServerPageMixin(RoleRequiredMixin):
@@ -30,9 +30,14 @@ class ServerPageMixin(RoleRequiredMixin):
     def server(self):
         return get_object_or_404(Server, pk=self.kwargs["pk"])
 
+    # Settings only: no page here looks a user up, except the simulator's answer (``SimulatorView.post``).
+    people_and_groups = False
+
     @cached_property
     def snapshot(self):
-        return load_snapshot(self.server.name)
+        if self.people_and_groups:
+            return recent_snapshot(self.server.name)
+        return load_snapshot(self.server.name, people_and_groups=False)
 
     def get_context_data(self, **kwargs):
         kwargs.setdefault("server", self.server)
@@ -52,6 +57,7 @@ class SimulatorView(ServerPageMixin, TemplateView):
         return self.render_to_response(self.get_context_data(form=SimulatorForm(self.snapshot)))
 
     def post(self, request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+        self.people_and_groups = True  # the simulation finds the person of a login and checks server access
         form = SimulatorForm(self.snapshot, data=request.POST)
         simulation = None
         if form.is_valid():

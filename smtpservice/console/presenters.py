@@ -401,7 +401,7 @@ def _address_choices(snap):
 
 def effective_settings(server):
     """Every inbound setting of ``server`` with its source, and the site each local address resolves to."""
-    snap = snapshots.load_snapshot(server.name)
+    snap = snapshots.load_snapshot(server.name, people_and_groups=False)
     return EffectiveSettings(
         snapshot=snap,
         groups=(_server_group(snap, server), _configuration_group(snap, server)),

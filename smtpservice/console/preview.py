@@ -212,7 +212,7 @@ def server_effects(server, stored):
         sites = tuple(documents.site_snapshot(site) for site in InternetSite.objects.hosting(server.name).select_related("tls_credentials"))
         new = with_server(policy.SettingsSnapshot(server_name=server.name, host_name=server.host_name, sites=sites), server)
         return [effect(server.name, None, new)]
-    old = load_snapshot(stored.name)
+    old = load_snapshot(stored.name, people_and_groups=False)
     if server.name != stored.name:
         sites = tuple(documents.site_snapshot(site) for site in InternetSite.objects.hosting(server.name).select_related("tls_credentials"))
         old_for_new = replace(old, sites=sites)
@@ -229,7 +229,7 @@ def site_effects(site, stored):
     ]
     result = []
     for server, status in statuses(hosting):
-        old = load_snapshot(server.name)
+        old = load_snapshot(server.name, people_and_groups=False)
         result.append(effect(server.name, old, with_site(old, site, stored), status))
     return result
 
@@ -248,7 +248,7 @@ def configuration_effects(configuration, stored):
         servers.update((server.pk, server) for server in configured_servers(stored))
     result = []
     for server, status in statuses(sorted(servers.values(), key=lambda server: server.name)):
-        snap = load_snapshot(server.name)
+        snap = load_snapshot(server.name, people_and_groups=False)
         result.append(effect(server.name, snap, snap, status))
     return result
 

@@ -10,7 +10,8 @@ import ipaddress
 from email.errors import MessageError
 
 from django import forms
-from django.db.models import Count, Max, Q
+from django.db.models import Count, Max, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils.functional import cached_property
@@ -173,8 +174,12 @@ class MailboxListView(FilteredListView):
     filter_form_class = SearchForm
 
     def base_queryset(self):
+        # Counted per person shown by a subquery, not by grouping every person's mail: a page of 25 people
+        # out of 10,000 then reads only their 25 mailboxes, and the page count needs no grouping at all.
+        mail = MailboxEntry.objects.filter(person=OuterRef("pk")).order_by().values("person")
         return Person.objects.annotate(
-            message_count=Count("mailbox"), last_delivery=Max("mailbox__delivered_at"),
+            message_count=Coalesce(Subquery(mail.annotate(count=Count("pk")).values("count")), 0),
+            last_delivery=Subquery(mail.annotate(last=Max("delivered_at")).values("last")),
         ).order_by("full_name")
 
     def filter(self, queryset, wanted):

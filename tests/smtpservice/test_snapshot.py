@@ -179,3 +179,20 @@ def test_a_deleted_document_reaches_a_new_snapshot(server, editor):
     snap = load_snapshot("mail1/Acme")
     audit.delete_document(server.own_configuration, editor)
     assert refreshed(snap).config.max_recipients == 100
+
+
+def test_a_console_page_reuses_the_full_snapshot_until_a_document_is_saved(server):
+    from smtpservice.store.snapshot import recent_snapshot
+
+    jane = PersonForm({"full_name": "Jane Doe/Sales/Acme"})
+    assert jane.is_valid()
+    audit.save_document(jane, None)
+    first = recent_snapshot(server.name)
+    assert recent_snapshot(server.name) is first
+    form = PersonForm({"full_name": "John Roe/Sales/Acme"})
+    assert form.is_valid()
+    audit.save_document(form, None)
+    again = recent_snapshot(server.name)
+    assert again is not first
+    assert {person.full_name for person in again.people} == {"Jane Doe/Sales/Acme", "John Roe/Sales/Acme"}
+    assert load_snapshot(server.name, people_and_groups=False).people == ()

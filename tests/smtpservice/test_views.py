@@ -238,6 +238,20 @@ def test_mailbox_lists_from_subject_date_and_size_of_the_person_s_messages_only(
     assert "Jane Doe/Sales/Acme jane@acme.test 1" in text(listed)
 
 
+def test_mailbox_list_counts_each_person_s_messages_and_shows_the_last_delivery(console_client, make_server, jane):
+    server = make_server()
+    documents.save(models.Person, full_name="Ann Empty/Sales/Acme", internet_address="ann@acme.test")
+    _message, first = records.received(server, jane)
+    _message, last = records.received(server, jane, subject="Second")
+    first.delivered_at = timezone.now() - datetime.timedelta(days=3)
+    first.save()
+    listed = text(console_client.get(reverse("smtpservice:mailbox-list")).content.decode())
+    assert "Ann Empty/Sales/Acme ann@acme.test 0 —" in listed
+    assert "Jane Doe/Sales/Acme jane@acme.test 2" in listed
+    shown = timezone.localtime(last.delivered_at).strftime("%m/%d/%Y")
+    assert shown in listed.split("Jane Doe/Sales/Acme", 1)[1]
+
+
 def test_eml_download_is_the_stored_message_byte_for_byte(console_client, make_server, jane):
     data = records.MESSAGE + b"\xe9 8-bit bytes stay as they are\r\n"
     message, _entry = records.received(make_server(), jane, data=data)
