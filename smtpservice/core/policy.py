@@ -283,10 +283,9 @@ class SettingsSnapshot:
         cached = self.__dict__.get("_postmaster_people")
         if cached is None:
             entries = self.config.administrators
-            cached = tuple(
-                person for person in self.people
-                if entries and names.match_access_list(person.full_name, entries, self.groups)
-            )
+            # The groups are expanded once for all the people, however deep they nest.
+            administrators = names.AccessList(entries, self.groups) if entries else ()
+            cached = tuple(person for person in self.people if person.full_name in administrators)
             object.__setattr__(self, "_postmaster_people", cached)
         return cached
 

@@ -8,7 +8,7 @@ the client gets 451: it keeps the message and tries again later (RFC 5321 s 4.2.
 import datetime
 import logging
 
-from django.db import DatabaseError, connection, connections, models, transaction
+from django.db import DatabaseError, IntegrityError, connection, connections, models, transaction
 from django.db import close_old_connections as django_close_old_connections
 from django.utils import timezone
 
@@ -149,7 +149,12 @@ def _worker_heartbeat(server_id: int, worker: int, status: dict, now: datetime.d
 
     The row is locked while it is read and written back, so two workers never overwrite each other.
     """
-    row, _created = ListenerStatus.objects.select_for_update().get_or_create(server_id=server_id)
+    try:
+        with transaction.atomic():  # two workers starting together both try to create the row
+            ListenerStatus.objects.get_or_create(server_id=server_id)
+    except IntegrityError:
+        pass
+    row = ListenerStatus.objects.select_for_update().get(server_id=server_id)
     workers = dict(row.workers or {})
     workers[str(worker)] = {
         "pid": status["pid"], "open_sessions": status["open_sessions"], "running": status["running"],

@@ -11,6 +11,7 @@ import asyncio
 import ctypes
 import math
 import os
+import selectors
 import signal
 import subprocess
 import sys
@@ -37,6 +38,21 @@ def die_with_parent() -> None:
     supervisor's to pass on (the worker's event loop takes SIGINT over once it runs)."""
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def first_line(workers: list[subprocess.Popen]) -> str:
+    """The first line any worker writes (its "started"): the ports are served from then on. "" when every
+    worker ended without one."""
+    with selectors.DefaultSelector() as selector:
+        for worker in workers:
+            selector.register(worker.stdout, selectors.EVENT_READ)
+        while selector.get_map():
+            for key, _events in selector.select():
+                line = key.fileobj.readline()
+                if line:
+                    return line
+                selector.unregister(key.fileobj)
+    return ""
 
 
 class Command(BaseCommand):
@@ -117,23 +133,23 @@ class Command(BaseCommand):
         stopping = []
 
         def forward(signum, _frame):
-            stopping.append(signum)
+            # Always SIGTERM: a worker still starting ignores SIGINT, and SIGTERM ends it either way.
+            stopping.append(signal.SIGTERM)
             for worker in workers:
                 if worker.poll() is None:
-                    worker.send_signal(signum)
+                    worker.send_signal(signal.SIGTERM)
 
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, forward)
         server = None
         try:
-            # "Started" once the first worker listens: the ports are served from then on.
-            started = workers[0].stdout.readline()
+            server = serve_metrics(options["metrics"])
+            started = first_line(workers)
             if not started and not stopping:
                 forward(signal.SIGTERM, None)
                 for worker in workers:
                     worker.wait()
                 raise CommandError(_("A worker of the SMTP listener did not start; its error is above."))
-            server = serve_metrics(options["metrics"])
             if started:
                 self.stdout.write(started.rstrip("\n"))
                 self.stdout.flush()
