@@ -186,6 +186,7 @@ class ListenerService:
                     if not future.done():
                         future.set_exception(error)
             else:
+                metrics.store_batch(len(batch))
                 for (_fields, future), message_id in zip(batch, ids, strict=True):
                     if not future.done():
                         future.set_result(message_id)
