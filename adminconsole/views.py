@@ -1,4 +1,6 @@
 """Console pages that span the directory: dashboard, audit trail, and console users with their roles."""
+from dataclasses import dataclass
+
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
@@ -21,6 +23,12 @@ from directory import roles
 from directory.models import AuditEntry, Server, TLSCredentials
 from directory.permissions import RoleRequiredMixin
 from directory.presenters import DOCUMENT_TYPES, PAGE_SIZE, labelled_warnings, with_change_rows
+from smtpservice.console import charts
+from smtpservice.console import presenters as console
+from smtpservice.console.outage import Outage, server_outage
+from smtpservice.store import traffic
+from smtpservice.store.snapshot import current_revision
+from smtpservice.store.traffic import ServerTraffic
 
 EXPIRY_WARNING_DAYS = 30
 USER_DOCUMENT_TYPE = "user"
@@ -29,16 +37,61 @@ USER_DOCUMENT_TYPE = "user"
 set_language = login_not_required(django_set_language)
 
 
+@dataclass(frozen=True)
+class ServerSummary:
+    """One server at a glance: listener, ports, outage, traffic and queue numbers, charts, warnings."""
+
+    server: Server
+    report: console.ListenerReport
+    outage: Outage | None
+    traffic: ServerTraffic
+    charts: tuple
+    warnings: list
+
+    @property
+    def up(self) -> bool:
+        return self.report.level in (console.OK, console.NOTICE) and self.report.status is not None
+
+    @property
+    def ports_flag(self) -> str:
+        return gettext("Outage") if self.outage else self.report.flag
+
+    @property
+    def ports_level(self) -> str:
+        return console.PROBLEM if self.outage else self.report.flag_level
+
+
+REFRESH_SECONDS = 30
+PICKUP_REFRESH_SECONDS = 3
+"""While a listener has not yet reported the directory's revision, the page reloads soon to show it has."""
+
+
+def server_summaries(servers) -> list:
+    numbers = traffic.traffic(server.pk for server in servers)
+    current = current_revision()
+    return [
+        ServerSummary(
+            server, console.listener_report(server, current), server_outage(server), numbers[server.pk],
+            charts.charts(numbers[server.pk]), labelled_warnings(server),
+        )
+        for server in servers
+    ]
+
+
 class DashboardView(RoleRequiredMixin, TemplateView):
-    """What an administrator checks first: documents, ports of each server, warnings, expiring certificates."""
+    """What an administrator checks first: each server's state and traffic, warnings, expiring certificates."""
 
     template_name = "adminconsole/dashboard.html"
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
+        summaries = server_summaries(list(Server.objects.select_related("tls_credentials").order_by("name")))
+        behind = any(summary.report.revision_behind for summary in summaries)
         context.update(
             counts=[(document_type, document_type.model.objects.count()) for document_type in DOCUMENT_TYPES],
-            servers=[(server, labelled_warnings(server)) for server in Server.objects.select_related("tls_credentials")],
+            servers=summaries,
+            can_restore=roles.has_role(self.request.user, roles.EDITOR),
+            refresh_seconds=PICKUP_REFRESH_SECONDS if behind else REFRESH_SECONDS,
             expiring=TLSCredentials.objects.filter(
                 not_after__lt=timezone.now() + timezone.timedelta(days=EXPIRY_WARNING_DAYS)
             ).order_by("not_after"),

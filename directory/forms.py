@@ -128,6 +128,7 @@ class DocumentForm(forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.warnings = []
+        self.notices = []
         for name, field in list(self.fields.items()):
             model_field = self._model_field(name)
             if model_field is None:
@@ -167,8 +168,13 @@ class DocumentForm(forms.ModelForm):
     def _post_clean(self):
         super()._post_clean()
         if not self.errors:
-            self.warnings = self.instance.warnings()
-            for field, _code, message in self.warnings:
+            # A warning about a value this save does not change is a standing notice, not a question:
+            # asking again on every save of the document would teach the admin to click through it.
+            self.warnings, self.notices = [], []
+            for warning in self.instance.warnings():
+                unchanged = self.instance.pk is not None and warning[0] in self.fields and warning[0] not in self.changed_data
+                (self.notices if unchanged else self.warnings).append(warning)
+            for field, _code, message in self.warnings + self.notices:
                 if field in self.fields:
                     original = self.fields[field].help_text
                     self.fields[field].help_text = format_html(

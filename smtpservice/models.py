@@ -203,3 +203,20 @@ class SessionLog(models.Model):
         verbose_name = _("session log")
         verbose_name_plural = _("session log")
         ordering = ["-started_at", "-pk"]
+
+
+class TrafficHour(models.Model):
+    """One hour of a server's session log, counted once the hour is settled, so the dashboard reads 24 rows
+    instead of every session of the day (``smtpservice.store.traffic``)."""
+
+    server = models.ForeignKey("directory.Server", verbose_name=_("server"), on_delete=models.CASCADE, related_name="traffic_hours")
+    hour = models.DateTimeField(_("hour"))
+    sessions = models.PositiveIntegerField(_("sessions"), default=0)
+    accepted = models.PositiveIntegerField(_("messages accepted"), default=0)
+    refused = models.JSONField(_("refused, by reason"), default=dict)
+    auth_failures = models.PositiveIntegerField(_("AUTH failures"), default=0)
+
+    class Meta:
+        verbose_name = _("traffic hour")
+        verbose_name_plural = _("traffic hours")
+        constraints = [models.UniqueConstraint(fields=["server", "hour"], name="traffic_hour_unique")]

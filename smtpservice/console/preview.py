@@ -12,6 +12,7 @@ from django.utils.translation import gettext as _
 
 from directory.models import ConfigurationSettings, InternetSite, Server
 from smtpservice.core import policy
+from smtpservice.console.outage import Outage, outage_of
 from smtpservice.models import ListenerStatus
 from smtpservice.store.snapshot import _options, load_snapshot
 
@@ -99,6 +100,9 @@ class ServerEffect:
     server_name: str
     ports: tuple
     status: ListenerStatus | None = None
+    outage: Outage | None = None
+    """Set when no one could send mail to this server after saving."""
+    out_before: bool = False
 
     @property
     def running(self):
@@ -116,6 +120,15 @@ class ServerEffect:
 @dataclass(frozen=True)
 class Preview:
     servers: tuple
+
+    @property
+    def outages(self):
+        return [server.outage for server in self.servers if server.outage is not None]
+
+    @property
+    def causes_outage(self):
+        """Does saving stop mail to a server that receives it now? Then the change must be confirmed."""
+        return any(server.outage is not None and not server.out_before for server in self.servers)
 
     @property
     def affects_running_listener(self):
@@ -172,7 +185,7 @@ def effect(server_name, old, new, status=None):
         PortChange(binding.port_kind, before.get(binding.port_kind), binding, reported.get(binding.port_kind))
         for binding in policy.bindings(new)
     )
-    return ServerEffect(server_name, ports, status)
+    return ServerEffect(server_name, ports, status, outage_of(new), old is not None and outage_of(old) is not None)
 
 
 def statuses(servers):
