@@ -11,8 +11,8 @@ from dataclasses import dataclass, replace
 from django.utils.translation import gettext as _
 
 from directory.models import ConfigurationSettings, InternetSite, Server
-from smtpservice.core import policy
 from smtpservice.console.outage import Outage, outage_of
+from smtpservice.core import policy
 from smtpservice.models import ListenerStatus
 from smtpservice.store.snapshot import _options, load_snapshot
 
