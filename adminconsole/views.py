@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.text import capfirst
-from django.utils.translation import gettext
+from django.utils.translation import get_language, gettext
 from django.utils.translation import gettext_lazy as _
 from django.views.generic import FormView, ListView, TemplateView
 from django.views.i18n import set_language as django_set_language
@@ -22,7 +22,7 @@ from django.views.i18n import set_language as django_set_language
 from directory import roles
 from directory.models import AuditEntry, Server, TLSCredentials
 from directory.permissions import RoleRequiredMixin
-from directory.presenters import DOCUMENT_TYPES, PAGE_SIZE, labelled_warnings, with_change_rows
+from directory.presenters import BY_NAME, DOCUMENT_TYPES, PAGE_SIZE, labelled_warnings, with_change_rows
 from smtpservice.console import charts
 from smtpservice.console import presenters as console
 from smtpservice.console.outage import Outage, server_outage
@@ -66,16 +66,45 @@ PICKUP_REFRESH_SECONDS = 3
 """While a listener has not yet reported the directory's revision, the page reloads soon to show it has."""
 
 
+_FACTS: dict = {}
+_FACTS_LIMIT = 512
+
+
+def directory_fact(revision: int, key: tuple, compute):
+    """What the directory alone decides (an outage, a document's warnings) is worked out once per revision.
+
+    Every saved document bumps the revision, so a new one recomputes; the language is in the key because
+    the result holds translated text, and the hour because warnings such as certificate expiry depend on time.
+    """
+    full_key = (revision, get_language(), timezone.now().strftime("%Y%m%d%H"), *key)
+    if full_key not in _FACTS:
+        if len(_FACTS) >= _FACTS_LIMIT:
+            _FACTS.clear()
+        _FACTS[full_key] = compute()
+    return _FACTS[full_key]
+
+
 def server_summaries(servers) -> list:
     numbers = traffic.traffic(server.pk for server in servers)
     current = current_revision()
     return [
         ServerSummary(
-            server, console.listener_report(server, current), server_outage(server), numbers[server.pk],
-            charts.charts(numbers[server.pk]), labelled_warnings(server),
+            server, console.listener_report(server, current),
+            directory_fact(current, ("outage", server.pk), lambda server=server: server_outage(server)),
+            numbers[server.pk], charts.charts(numbers[server.pk]),
+            directory_fact(current, ("warnings", server.pk), lambda server=server: labelled_warnings(server)),
         )
         for server in servers
     ]
+
+
+def recent_changes(count: int = 10) -> list:
+    """The last changes, one line each: who, what, which document (the full diff is on the audit page)."""
+    entries = list(AuditEntry.objects.only("timestamp", "actor", "action", "document_type", "object_repr")[:count])
+    for entry in entries:
+        document_type = BY_NAME.get(entry.document_type)
+        entry.document_type_label = capfirst(document_type.verbose_name) if document_type else gettext("Console user")
+    return entries
 
 
 class DashboardView(RoleRequiredMixin, TemplateView):
@@ -96,7 +125,7 @@ class DashboardView(RoleRequiredMixin, TemplateView):
                 not_after__lt=timezone.now() + timezone.timedelta(days=EXPIRY_WARNING_DAYS)
             ).order_by("not_after"),
             expiry_warning_days=EXPIRY_WARNING_DAYS,
-            recent=with_change_rows(AuditEntry.objects.select_related("user")[:10]),
+            recent=recent_changes(),
         )
         return context
 

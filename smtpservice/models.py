@@ -215,6 +215,7 @@ class TrafficHour(models.Model):
     accepted = models.PositiveIntegerField(_("messages accepted"), default=0)
     refused = models.JSONField(_("refused, by reason"), default=dict)
     auth_failures = models.PositiveIntegerField(_("AUTH failures"), default=0)
+    queue_depth = models.PositiveIntegerField(_("outbound queue at the end of the hour"), default=0)
 
     class Meta:
         verbose_name = _("traffic hour")

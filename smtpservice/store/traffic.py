@@ -66,6 +66,8 @@ class Counts:
     accepted: int = 0
     refused: Counter = field(default_factory=Counter)
     auth_failures: int = 0
+    queue_depth: int = 0
+    """Recipients waiting in the outbound queue at the end of the span (not summed by ``add``)."""
 
     def add_session(self, accepted: int, events: list) -> None:
         """Count one session: every reply of 400 or more is a refusal, a refused AUTH an AUTH failure."""
@@ -113,17 +115,22 @@ def _settle(server_ids, first, settled_until) -> dict:
     """The stored hours, after counting and storing the settled ones not counted yet."""
     hours = [first + HOUR * index for index in range(HOURS) if first + HOUR * index < settled_until]
     stored = {
-        (row.server_id, row.hour): Counts(row.sessions, row.accepted, Counter(row.refused), row.auth_failures)
+        (row.server_id, row.hour): Counts(row.sessions, row.accepted, Counter(row.refused), row.auth_failures, row.queue_depth)
         for row in TrafficHour.objects.filter(server_id__in=server_ids, hour__gte=first, hour__lt=settled_until)
     }
     missing = [(server_id, hour) for server_id in server_ids for hour in hours if (server_id, hour) not in stored]
     if missing:
         counted = _count_by_hour({server_id for server_id, _hour in missing}, min(hour for _id, hour in missing), settled_until)
         new = {key: counted.get(key, Counts()) for key in missing}
+        for hour in sorted({hour for _server_id, hour in missing}):
+            depths = queue_depth_at(server_ids, hour + HOUR)
+            for server_id in server_ids:
+                if (server_id, hour) in new:
+                    new[server_id, hour].queue_depth = depths[server_id]
         # Two dashboards may settle the same hour at once: the same counts, so either row will do.
         TrafficHour.objects.bulk_create([
             TrafficHour(server_id=server_id, hour=hour, sessions=counts.sessions, accepted=counts.accepted,
-                        refused=dict(counts.refused), auth_failures=counts.auth_failures)
+                        refused=dict(counts.refused), auth_failures=counts.auth_failures, queue_depth=counts.queue_depth)
             for (server_id, hour), counts in new.items()
         ], ignore_conflicts=True)
         stored.update(new)
@@ -165,34 +172,49 @@ def traffic(server_ids, now: datetime.datetime | None = None) -> dict:
         for _hour, counts in hours:
             day.add(counts)
         result[server_id] = ServerTraffic(hours, last_hour[server_id], day)
-    for server_id, points in queue_depths(server_ids, [first + HOUR * index for index in range(1, HOURS)] + [now]).items():
-        result[server_id].queue_hours = points
-        result[server_id].queue_depth = points[-1][1]
+    # The depth at the end of a settled hour is stored with it; the unsettled hour ends and now are counted.
+    hour_starts = [first + HOUR * index for index in range(HOURS - 1)]
+    unsettled = {hour + HOUR: queue_depth_at(server_ids, hour + HOUR) for hour in hour_starts if server_ids and hour >= settled_until}
+    now_depth = queue_waiting(server_ids) if server_ids else {}
+    for server_id, numbers in result.items():
+        numbers.queue_hours = [
+            (hour + HOUR, unsettled[hour + HOUR][server_id] if hour + HOUR in unsettled else counts.queue_depth)
+            for hour, counts in numbers.hours[:-1]
+        ] + [(now, now_depth[server_id])]
+        numbers.queue_depth = now_depth[server_id]
     return result
 
 
-WAITING = [QueuedRecipient.State.QUEUED, QueuedRecipient.State.IN_FLIGHT, QueuedRecipient.State.DEFERRED, QueuedRecipient.State.HELD]
 
 
-def queue_depths(server_ids, moments) -> dict:
-    """``{server id: [(moment, recipients waiting)]}``: received by then and not yet delivered or failed.
+WAITING = (QueuedRecipient.State.QUEUED, QueuedRecipient.State.IN_FLIGHT, QueuedRecipient.State.DEFERRED, QueuedRecipient.State.HELD)
+
+
+def queue_waiting(server_ids) -> dict:
+    """``{server id: recipients in the outbound queue now}`` (read through the index on the state)."""
+    rows = (
+        QueuedRecipient.objects.filter(state__in=WAITING, message__server_id__in=server_ids)
+        .values_list("message__server_id").annotate(count=Count("pk")).order_by()
+    )
+    found = dict(rows)
+    return {server_id: found.get(server_id, 0) for server_id in server_ids}
+
+
+def queue_depth_at(server_ids, moment: datetime.datetime) -> dict:
+    """``{server id: recipients waiting at moment}``: received by then and not yet delivered or failed.
 
     The queue keeps no history, so the past is rebuilt from each recipient's times: it entered the queue
     when its message was received and left it when delivered (``delivered_at``) or, when it failed,
-    at its last attempt (``next_attempt_at``, which the router stops moving then).
+    at its last attempt (``next_attempt_at``, which the router stops moving then). A recipient an
+    administrator deleted is gone from the past too, unless its hour was already stored.
     """
-    recipients = QueuedRecipient.objects.filter(message__server_id__in=server_ids).filter(
-        Q(state__in=WAITING) | Q(delivered_at__gte=moments[0]) | Q(state=QueuedRecipient.State.FAILED, next_attempt_at__gte=moments[0])
+    left = (
+        Q(state=QueuedRecipient.State.DELIVERED, delivered_at__lte=moment)
+        | Q(state=QueuedRecipient.State.FAILED, next_attempt_at__lte=moment)
     )
-    counts = {}
-    for index, moment in enumerate(moments):
-        left = (
-            Q(state=QueuedRecipient.State.DELIVERED, delivered_at__lte=moment)
-            | Q(state=QueuedRecipient.State.FAILED, next_attempt_at__lte=moment)
-        )
-        counts[f"at{index}"] = Count("pk", filter=Q(message__received_at__lte=moment) & ~left)
-    rows = {row["message__server_id"]: row for row in recipients.values("message__server_id").annotate(**counts)}
-    return {
-        server_id: [(moment, rows.get(server_id, {}).get(f"at{index}", 0)) for index, moment in enumerate(moments)]
-        for server_id in server_ids
-    }
+    rows = (
+        QueuedRecipient.objects.filter(message__server_id__in=server_ids, message__received_at__lte=moment).exclude(left)
+        .values_list("message__server_id").annotate(count=Count("pk")).order_by()
+    )
+    found = dict(rows)
+    return {server_id: found.get(server_id, 0) for server_id in server_ids}
