@@ -115,7 +115,9 @@ def test_server_form_uses_dominos_french_labels():
         assert form.fields["host_name"].label == "Nom d'hôte Internet qualifié complet"
         assert form.fields["smtp_inbound_enforce_server_access"].label == "Appliquer les paramètres d'accès au serveur"
         assert dict(form.fields["smtp_inbound_tcp_status"].choices)["enabled"] == "Activé"
-        assert [str(tab_label) for tab_label, _fields in form.tabs] == ["Général", "Sécurité", "Ports", "Messagerie"]
+        assert [str(tab_label) for tab_label, _fields in form.tabs] == ["Général", "Sécurité", "Ports"]
+        (internet_ports,) = form.tabs[2][1][0]
+        assert str(internet_ports[0]) == "Ports Internet" and str(internet_ports[1][1][0][0]) == "Messagerie"
 
 
 def test_site_not_enabled_text_is_translated():

@@ -182,11 +182,18 @@ def test_detail_shows_labels_values_and_audit_trail(editor_client, documents):
     editor_client.post(url(models.Server, "update", server.pk), form_data(models.Server, server, host_name="smtp1.acme.test", tls_credentials=""))
     response = editor_client.get(server.get_absolute_url())
     page = response.content.decode()
-    labels = {entry["label"]: entry["value"] for tab in response.context["tabs"] for column in tab["columns"] for entry in column if "label" in entry}
+
+    def all_tabs(tabs):
+        for tab in tabs:
+            yield tab
+            yield from all_tabs(tab["subtabs"])
+
+    labels = {entry["label"]: entry["value"] for tab in all_tabs(response.context["tabs"]) for column in tab["columns"] for entry in column if "label" in entry}
+    assert [tab["id"] for tab in all_tabs(response.context["tabs"])] == ["tab-basics", "tab-security", "tab-ports", "tab-internet-ports", "tab-mail"]
     assert labels["Fully qualified Internet host name"] == "smtp1.acme.test"
     assert labels["SMTP listener task"] == "Enabled"
     assert labels["SSL authentication: Name & password"] == "Yes"
-    assert [tab["label"] for tab in response.context["tabs"]] == ["Basics", "Security", "Ports", "Mail"]
+    assert [tab["label"] for tab in all_tabs(response.context["tabs"])] == ["Basics", "Security", "Ports", "Internet Ports", "Mail"]
     trail = page.split('id="audit-trail"')[1]
     assert "mail1.acme.test" in trail and "smtp1.acme.test" in trail and "mail1-cert" in trail
     assert "editor" in trail
