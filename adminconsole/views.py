@@ -19,6 +19,7 @@ from django.utils.translation import gettext_lazy as _
 from django.views.generic import FormView, ListView, TemplateView
 from django.views.i18n import set_language as django_set_language
 
+from adminconsole.accounts import USER_DOCUMENT_TYPE, audit_user
 from directory import roles
 from directory.models import AuditEntry, Server, TLSCredentials
 from directory.permissions import RoleRequiredMixin
@@ -31,7 +32,6 @@ from smtpservice.store.snapshot import current_revision
 from smtpservice.store.traffic import ServerTraffic
 
 EXPIRY_WARNING_DAYS = 30
-USER_DOCUMENT_TYPE = "user"
 
 # The language switcher must work on the login page too.
 set_language = login_not_required(django_set_language)
@@ -198,10 +198,7 @@ def assign_role(user, role, by):
         user.groups.add(AuthGroup.objects.get_or_create(name=role)[0])
     user.__dict__.pop("_role_names", None)
     if before != role:
-        AuditEntry.objects.create(
-            user=by, actor=by.get_username(), action=AuditEntry.Action.CHANGE, document_type=USER_DOCUMENT_TYPE,
-            object_id=str(user.pk), object_repr=user.get_username(), changes={"role": [before, role or None]},
-        )
+        audit_user(by, user, {"role": [before, role or None]})
 
 
 class ManagerOnlyMixin(RoleRequiredMixin):

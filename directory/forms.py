@@ -9,8 +9,7 @@ from crispy_forms.layout import HTML, Column, Layout, Row
 from django import forms
 from django.core.exceptions import FieldDoesNotExist
 from django.utils.html import format_html
-from django.utils.text import capfirst, format_lazy
-from django.utils.text import slugify
+from django.utils.text import capfirst, format_lazy, slugify
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import override
 

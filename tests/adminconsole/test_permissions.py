@@ -23,6 +23,9 @@ EXPECTED = {
     "user-list": (MANAGER, None),
     "user-create": (MANAGER, MANAGER),
     "user-role": (MANAGER, MANAGER),
+    "user-manage": (MANAGER, MANAGER),
+    "directory-import": (MANAGER, MANAGER),
+    "directory-export": (MANAGER, None),
     "directory:server-generate-certificate": (EDITOR, EDITOR),
     "directory:deleted-list": (READER, None),
 }
@@ -57,6 +60,8 @@ for _model_name, _edit_role in DOCUMENT_EDIT_ROLES.items():
 PUBLIC = {"login", "set_language"}
 # POST-only, for any logged-in user whatever their role.
 LOGOUT = "logout"
+# One's own account, for any logged-in user whatever their role.
+OWN_ACCOUNT = {"two-factor"}
 ROLES = [None, READER, EDITOR, MANAGER]
 
 
@@ -124,7 +129,7 @@ def client_for(role, **kwargs):
 
 def test_every_url_is_named_and_has_an_expected_role():
     assert None not in URLS, "every URL needs a name to be checked here"
-    assert set(URLS) == set(EXPECTED) | PUBLIC | {LOGOUT}
+    assert set(URLS) == set(EXPECTED) | PUBLIC | {LOGOUT} | OWN_ACCOUNT
 
 
 @pytest.mark.parametrize("name", sorted(set(URLS) - PUBLIC))
