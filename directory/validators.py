@@ -57,15 +57,18 @@ def validate_ip_or_network(value):
 
 
 def validate_host_entry(value):
-    """An IP address, a CIDR range, or a host name."""
+    """An IP address, a CIDR range, or a host name: the error names all three, as the field's help text does."""
     if "/" in value or ":" in value or value.replace(".", "").isdigit():
-        validate_ip_or_network(value)
-    elif not is_host_name(value):
-        raise ValidationError(
-            _("“%(value)s” is neither an IP address, a CIDR range nor a host name."),
-            code="invalid_host",
-            params={"value": value},
-        )
+        try:
+            ipaddress.ip_network(value, strict=True)
+            return
+        except ValueError:
+            pass
+    elif is_host_name(value):
+        return
+    raise ValidationError(
+        _("“%(value)s” is neither an IP address, a CIDR range nor a host name."), code="invalid_host", params={"value": value},
+    )
 
 
 def validate_mapped_address(value):

@@ -199,6 +199,13 @@ class SessionLog(models.Model):
     events = models.JSONField(_("decisions"), default=list, help_text=_("[{command, rule, detail, reply}] in order."))
     revision = models.PositiveBigIntegerField(_("settings revision"), default=0)
 
+    TLS_FAILED_RULE = "tls_handshake_failed"
+
+    @property
+    def tls_established(self) -> bool:
+        """TLS as the reader means it: a handshake that failed does not count, even if the listener noted TLS."""
+        return self.tls and not any(event.get("rule") == self.TLS_FAILED_RULE for event in self.events)
+
     class Meta:
         verbose_name = _("session log")
         verbose_name_plural = _("session log")
