@@ -133,7 +133,7 @@ def test_send_a_test_message_queues_it_and_its_page_shows_the_delivery(alpha, be
     response = editor_client.post(reverse("queue:send-test"), {"server": ALPHA, "recipient": BOB, "subject": "", "body": ""})
     message = QueuedRecipient.objects.get(recipient=BOB).message
     assert response.url == reverse("queue:message-detail", args=[message.pk])
-    assert (message.mail_from, message.subject, message.origin) == ("postmaster@acme.test", "Test message from mail1/Acme", "console")
+    assert (message.mail_from, message.subject, message.origin) == (JANE, "Test message from mail1/Acme", "console"), "a person of a local domain, whose mailbox gets any report"
 
     make_router(alpha).run_once()
 
