@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.text import capfirst
-from django.utils.translation import get_language, gettext
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from django.views.generic import FormView, ListView, TemplateView
 from django.views.i18n import set_language as django_set_language
@@ -26,6 +26,7 @@ from directory.permissions import RoleRequiredMixin
 from directory.presenters import BY_NAME, DOCUMENT_TYPES, PAGE_SIZE, labelled_warnings, with_change_rows
 from smtpservice.console import charts
 from smtpservice.console import presenters as console
+from smtpservice.console.facts import directory_fact
 from smtpservice.console.outage import Outage, server_outage
 from smtpservice.store import traffic
 from smtpservice.store.snapshot import current_revision
@@ -64,24 +65,6 @@ class ServerSummary:
 REFRESH_SECONDS = 30
 PICKUP_REFRESH_SECONDS = 3
 """While a listener has not yet reported the directory's revision, the page reloads soon to show it has."""
-
-
-_FACTS: dict = {}
-_FACTS_LIMIT = 512
-
-
-def directory_fact(revision: int, key: tuple, compute):
-    """What the directory alone decides (an outage, a document's warnings) is worked out once per revision.
-
-    Every saved document bumps the revision, so a new one recomputes; the language is in the key because
-    the result holds translated text, and the hour because warnings such as certificate expiry depend on time.
-    """
-    full_key = (revision, get_language(), timezone.now().strftime("%Y%m%d%H"), *key)
-    if full_key not in _FACTS:
-        if len(_FACTS) >= _FACTS_LIMIT:
-            _FACTS.clear()
-        _FACTS[full_key] = compute()
-    return _FACTS[full_key]
 
 
 def server_summaries(servers) -> list:
