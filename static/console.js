@@ -17,6 +17,7 @@ const openTab = (hash) => {
   });
 };
 openTab(window.location.hash);
+window.addEventListener("hashchange", () => openTab(window.location.hash));
 document.querySelectorAll('[data-bs-toggle="tab"]').forEach((link) => {
-  link.addEventListener("shown.bs.tab", () => history.replaceState(null, "", link.getAttribute("href")));
+  link.addEventListener("click", () => history.replaceState(null, "", link.getAttribute("href")));
 });

@@ -1,4 +1,5 @@
-"""Every page of the console in both languages, in Chromium: no English sentence left on a French page.
+"""Every page of the console in both languages, in Chromium, after real SMTP traffic through the listener:
+no English sentence left on a French page, and the dashboard's charts show that traffic.
 
 Exempt, as the issue says: names and addresses (data typed by people), and the SMTP protocol text itself
 (replies as sent on the wire, commands, transcripts), which the pages put in ``<code>``/``<pre>`` or quote
@@ -91,6 +92,18 @@ def traffic(documents, run_listener):  # noqa: F811
     return documents
 
 
+def check_charts(page, live_server):
+    """The dashboard draws the traffic the listener saw as SVG, each series named in its legend."""
+    page.goto(f"{live_server.url}/")
+    traffic = page.locator('figure[data-chart="traffic"] svg')
+    assert traffic.locator("polyline.series").count() == 2
+    legend = traffic.locator(".legend-label").all_text_contents()
+    assert legend == ["accepted (2)", "refused: unknown recipient (1)"], legend
+    assert page.locator('figure[data-chart="auth"] .legend-label').text_content() == "AUTH failures (1)"
+    assert page.locator('figure[data-chart="queue"] .legend-label').text_content() == "recipients waiting (1)"
+    assert page.locator(".glance-accepted-hour").inner_text() == "2"
+
+
 def test_every_page_in_french_has_no_english_sentence(browser, live_server, traffic):
     documents = traffic
     User.objects.create_superuser("admin", password=PASSWORD)
@@ -111,6 +124,8 @@ def test_every_page_in_french_has_no_english_sentence(browser, live_server, traf
         page.fill("#id_password", PASSWORD)
         page.locator("form.login-form, main form").get_by_role("button").first.click()
         page.wait_for_load_state()
+        if language == "en":
+            check_charts(page, live_server)
         for name, url in zip(names, urls, strict=True):
             response = page.goto(f"{live_server.url}{url}")
             assert response.status == 200, f"{language} {name} {url}: {response.status}"
