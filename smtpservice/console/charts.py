@@ -10,11 +10,14 @@ from django.utils.translation import gettext as _
 
 from smtpservice.store.traffic import REASON_LABELS, ServerTraffic
 
-WIDTH, HEIGHT = 640, 200
-LEFT, RIGHT, TOP, BOTTOM = 40, 10, 10, 48
+WIDTH, HEIGHT = 360, 200
+LEFT, RIGHT, TOP, BOTTOM = 30, 14, 10, 66
 PALETTE = ("#198754", "#dc3545", "#fd7e14", "#6f42c1", "#0dcaf0", "#6c757d", "#d63384", "#ffc107", "#20c997")
 LEGEND_ROW = 16
-LEGEND_COLUMN = 150
+LEGEND_COLUMN = 165
+LEGEND_COLUMNS = 2
+AXIS_TIME = "H:i"
+"""Hours on the axis as a 24-hour clock in both languages: short enough for four labels side by side."""
 
 
 @dataclass(frozen=True)
@@ -78,11 +81,12 @@ def line_chart(slug: str, title: str, moments: list, named_values: list, summed:
         series.append(Series(
             label=str(label), color=PALETTE[number % len(PALETTE)],
             points=" ".join(f"{x(index)},{y(value)}" for index, value in enumerate(values)), total=total,
-            legend_x=LEFT + (number % 4) * LEGEND_COLUMN, legend_y=HEIGHT - BOTTOM + 22 + (number // 4) * LEGEND_ROW,
+            legend_x=8 + (number % LEGEND_COLUMNS) * LEGEND_COLUMN,
+            legend_y=HEIGHT - BOTTOM + 22 + (number // LEGEND_COLUMNS) * LEGEND_ROW,
         ))
     step = max(len(moments) // 4, 1)
     ticks = tuple(
-        (x(index), formats.time_format(timezone.localtime(moment), "TIME_FORMAT"))
+        (x(index), formats.date_format(timezone.localtime(moment), AXIS_TIME))
         for index, moment in enumerate(moments) if index % step == 0
     )
     return Chart(slug, title, tuple(series), maximum, ticks)
