@@ -101,10 +101,11 @@ class CodeForm(forms.Form):
                            widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}))
 
 
-class TwoFactorView(TemplateView):
-    """Turn TOTP on (scan or type the key, confirm with one code) or off, for the signed-in user."""
+class TwoFactorView(RoleRequiredMixin, TemplateView):
+    """Turn TOTP on (type the key, confirm with one code) or off, for the signed-in user: any console role."""
 
     template_name = "adminconsole/two_factor.html"
+    read_role = edit_role = roles.READER
 
     def pending_device(self) -> TOTPDevice:
         device = TOTPDevice.objects.filter(user=self.request.user, confirmed=False).first()
