@@ -126,7 +126,7 @@ class Presenter:
                 return form_field.prepare_value(value)
             return "\n".join(str(item) for item in value)
         if hasattr(value, "tzinfo"):
-            return formats.localize(timezone.localtime(value))
+            return formats.date_format(timezone.localtime(value), "SHORT_DATETIME_FORMAT")
         return value
 
     def value(self, instance, name):

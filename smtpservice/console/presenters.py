@@ -56,7 +56,7 @@ def runsmtp_command(server):
 def when(moment):
     """A date and time as the console shows them, with how long ago: “12/05/2025 10:04 (3 minutes ago)”."""
     return _("%(date)s (%(ago)s ago)") % {
-        "date": formats.localize(timezone.localtime(moment)), "ago": timesince(moment),
+        "date": formats.date_format(timezone.localtime(moment), "SHORT_DATETIME_FORMAT"), "ago": timesince(moment),
     }
 
 

@@ -306,7 +306,7 @@ def _judge_certificate(result):
         result.find(FLAG, _(
             "The certificate presented expired on %(date)s: clients that check certificates refuse it. Renew the TLS "
             "credentials."
-        ) % {"date": formats.date_format(timezone.localtime(certificate.not_after), "DATE_FORMAT")})
+        ) % {"date": formats.date_format(timezone.localtime(certificate.not_after), "SHORT_DATE_FORMAT")})
 
 
 def _relay_probe(result, client, snap):
