@@ -627,11 +627,18 @@ class InternetSite(Document):
         ))
 
     def warnings(self):
+        found = []
         if self.all_options_off:
-            return [("tcp_auth_anonymous", "all_options_off", _(
+            found.append(("tcp_auth_anonymous", "all_options_off", _(
                 "Every authentication option is No: connections to this site will get “%(text)s”"
-            ) % {"text": SITE_NOT_ENABLED_TEXT})]
-        return []
+            ) % {"text": SITE_NOT_ENABLED_TEXT}))
+        known = list(Server.objects.values_list("name", flat=True))
+        unknown = [entry for entry in self.servers if entry != "*" and not any(names.same_name(entry, names.abbreviate(name)) for name in known)]
+        if unknown:
+            found.append(("servers", "unknown_server", _(
+                "No Server document is named %(names)s: this site serves no server under that name. Check the spelling."
+            ) % {"names": ", ".join(unknown)}))
+        return found
 
 
 class Person(Document):
