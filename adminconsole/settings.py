@@ -78,6 +78,8 @@ INSTALLED_APPS = [
     "crispy_forms",
     "crispy_bootstrap5",
     "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "adminconsole",
     "directory",
     "smtpservice",
@@ -93,10 +95,12 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",
+    "adminconsole.accounts.TwoFactorRequiredMiddleware",
 ]
 
 AUTHENTICATION_BACKENDS = [
@@ -159,6 +163,10 @@ AUTH_PASSWORD_VALIDATORS = [
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
+# Two-factor authentication (TOTP, django-otp): any console user may turn it on for their account; with
+# this setting a Manager must, and is sent to set it up before any other page (docs/console.md).
+CONSOLE_TOTP_REQUIRED_FOR_MANAGERS = envbool("CONSOLE_TOTP_REQUIRED_FOR_MANAGERS", False)
+OTP_TOTP_ISSUER = "SMTP console"
 LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en"
