@@ -3,7 +3,6 @@
 Pure functions over bytes; the session machine (``core.session``) calls them at the end of DATA.
 """
 import re
-from email.parser import BytesHeaderParser
 
 from django.utils.translation import gettext as _
 
@@ -30,7 +29,17 @@ def content_problem(content: bytes, max_hops: int) -> policy.Decision | None:
     return None
 
 
+HEADER_FIELD = re.compile(rb"^(subject|message-id)[ \t]*:[ \t]*(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
+"""A Subject or Message-ID field with its folded continuation lines (RFC 5322 s 2.2.3)."""
+
+
 def message_headers(data: bytes) -> tuple[str, str]:
-    """The Subject and Message-ID of a message, as the console lists them."""
-    headers = BytesHeaderParser().parsebytes(data)
-    return str(headers.get("Subject", ""))[:500], str(headers.get("Message-ID", ""))[:500]
+    """The Subject and Message-ID of a message (the first of each, unfolded), as the console lists them.
+
+    Read with one search of the header block rather than a full parse: it runs for every message stored.
+    """
+    header = data.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+    found = {}
+    for match in HEADER_FIELD.finditer(header):
+        found.setdefault(match.group(1).lower(), re.sub(rb"\r?\n(?=[ \t])", b"", match.group(2)).rstrip(b"\r"))
+    return tuple(found.get(name, b"").decode("utf-8", "replace")[:500] for name in (b"subject", b"message-id"))
