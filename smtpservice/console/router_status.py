@@ -70,7 +70,7 @@ def router_report(server) -> RouterReport:
         headline = ngettext(
             "Router running: %(count)s process, %(where)s", "Router running: %(count)s processes, %(where)s", len(running),
         ) % {
-            "count": len(running), "where": ", ".join(f"{status.pid} on {status.host or '?'}" for status in running),
+            "count": len(running), "where": ", ".join(_("%(pid)s on %(host)s") % {"pid": status.pid, "host": status.host or "?"} for status in running),
         }
     elif latest is not None:
         level = PROBLEM if pending else NOTICE

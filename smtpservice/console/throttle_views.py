@@ -4,8 +4,8 @@ import logging
 from django import forms
 from django.contrib import messages
 from django.shortcuts import redirect
-from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 from django.views.generic import TemplateView
 
 from directory import roles
@@ -63,5 +63,8 @@ class ThrottleListView(ConsolePageMixin, TemplateView):
         count = throttles.lift(client, account)
         log.info("user-%s lifted the AUTH throttle of %s %s: %s failures forgotten", request.user.username,
                  client or "*", account or "*", count)
-        messages.success(request, gettext("Throttle lifted: %(count)s failed authentications forgotten.") % {"count": count})
+        messages.success(request, ngettext(
+            "Throttle lifted: %(count)s failed authentication forgotten.",
+            "Throttle lifted: %(count)s failed authentications forgotten.", count,
+        ) % {"count": count})
         return redirect("smtpservice:throttle-list")
