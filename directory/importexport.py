@@ -668,7 +668,7 @@ class Importer:
             return
         try:
             with transaction.atomic():
-                created = audit.save_new_documents([form for _where, form in pending], None, source=SOURCE)
+                created = audit.save_new_documents([form for _where, form in pending], self.user, source=SOURCE)
             places = [where for where, _form in pending]
         except IntegrityError:
             created, places = [], []
