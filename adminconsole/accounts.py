@@ -3,6 +3,8 @@ two-factor authentication (TOTP through django-otp) for their own account, and a
 required for Managers (``CONSOLE_TOTP_REQUIRED_FOR_MANAGERS``). Every change is in the audit trail.
 """
 from base64 import b32encode
+from collections.abc import Callable
+from typing import Any
 
 from django import forms
 from django.conf import settings
@@ -11,6 +13,7 @@ from django.contrib.auth.forms import AuthenticationForm, SetPasswordForm
 from django.contrib.auth.models import User
 from django.contrib.auth.views import LoginView
 from django.db import transaction
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 from django.utils.functional import cached_property
@@ -30,7 +33,7 @@ TWO_FACTOR = "two_factor"
 ACTIVE = "active"
 
 
-def audit_user(by, user, changes: dict, action: str = AuditEntry.Action.CHANGE) -> None:
+def audit_user(by: User, user: User, changes: dict, action: str = AuditEntry.Action.CHANGE) -> None:
     """Record a change to a console account in the audit trail, like a document change."""
     AuditEntry.objects.create(
         user=by, actor=by.get_username(), action=action, document_type=USER_DOCUMENT_TYPE,
@@ -50,7 +53,7 @@ class ConsoleAuthenticationForm(AuthenticationForm):
         widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
     )
 
-    def clean(self):
+    def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
         user = self.get_user()
         if user is not None and user_has_device(user):
@@ -73,7 +76,7 @@ class ConsoleLoginView(LoginView):
 # --- Two-factor authentication of one's own account --------------------------------------------
 
 
-def two_factor_required(user) -> bool:
+def two_factor_required(user: User) -> bool:
     return settings.CONSOLE_TOTP_REQUIRED_FOR_MANAGERS and roles.role_of(user) == roles.MANAGER
 
 
@@ -82,10 +85,10 @@ class TwoFactorRequiredMiddleware:
 
     ALLOWED = ("two-factor", "logout", "set_language", "login")
 
-    def __init__(self, get_response):
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
-    def __call__(self, request):
+    def __call__(self, request: HttpRequest) -> HttpResponse:
         user = getattr(request, "user", None)
         if (
             user is not None and user.is_authenticated and two_factor_required(user) and not user.is_verified()
@@ -111,7 +114,7 @@ class TwoFactorView(RoleRequiredMixin, TemplateView):
         device = TOTPDevice.objects.filter(user=self.request.user, confirmed=False).first()
         return device or TOTPDevice.objects.create(user=self.request.user, name="console", confirmed=False)
 
-    def get_context_data(self, **kwargs):
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
         user = self.request.user
         context["enabled"] = user_has_device(user)
@@ -123,7 +126,7 @@ class TwoFactorView(RoleRequiredMixin, TemplateView):
             context.setdefault("form", CodeForm())
         return context
 
-    def post(self, request):
+    def post(self, request: HttpRequest) -> HttpResponse:
         user = request.user
         if request.POST.get("action") == "disable":
             if two_factor_required(user):
@@ -164,14 +167,14 @@ class UserManageView(RoleRequiredMixin, TemplateView):
     ACTIONS = ("disable", "enable", "delete", "password", "reset_two_factor")
 
     @cached_property
-    def target(self):
+    def target(self) -> User:
         return get_object_or_404(User, pk=self.kwargs["pk"])
 
     @property
     def protected(self) -> bool:
         return self.target.is_superuser or self.target == self.request.user
 
-    def get_context_data(self, **kwargs):
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         kwargs.setdefault("target", self.target)
         kwargs.setdefault("password_form", SetPasswordForm(self.target))
         kwargs.setdefault("protected", self.protected)
@@ -179,7 +182,7 @@ class UserManageView(RoleRequiredMixin, TemplateView):
         kwargs.setdefault("role", roles.LABELS.get(roles.role_of(self.target), gettext("No access")))
         return super().get_context_data(**kwargs)
 
-    def post(self, request, pk):
+    def post(self, request: HttpRequest, pk: int) -> HttpResponse:
         action = request.POST.get("action")
         if action not in self.ACTIONS:
             return redirect("user-manage", pk=pk)

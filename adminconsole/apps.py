@@ -6,5 +6,5 @@ class AdminConsoleConfig(AppConfig):
     name = "adminconsole"
     verbose_name = _("Administration console")
 
-    def ready(self):
+    def ready(self) -> None:
         from adminconsole import checks  # noqa: F401  (registers the system checks)

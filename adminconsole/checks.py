@@ -1,4 +1,8 @@
 """System checks for configuration mistakes of the console itself."""
+from collections.abc import Sequence
+from typing import Any
+
+from django.apps import AppConfig
 from django.conf import settings
 from django.core import checks
 
@@ -20,26 +24,26 @@ W002 = checks.Warning(
 
 
 @checks.register(checks.Tags.templates)
-def check_crispy_template_pack(app_configs, **kwargs):
+def check_crispy_template_pack(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> list[checks.CheckMessage]:
     pack = getattr(settings, "CRISPY_TEMPLATE_PACK", None)
     if pack != "bootstrap5" or "crispy_bootstrap5" not in settings.INSTALLED_APPS:
         return [E001]
     return []
 
 
-def _uses_dev_key():
+def _uses_dev_key() -> bool:
     from adminconsole.settings import DEV_SECRET_KEY
 
     return settings.SECRET_KEY == DEV_SECRET_KEY and not settings.DEBUG
 
 
 @checks.register(checks.Tags.security)
-def check_secret_key(app_configs, **kwargs):
+def check_secret_key(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> list[checks.CheckMessage]:
     """A warning in everyday commands, so a forgotten key shows without blocking them."""
     return [W002] if _uses_dev_key() else []
 
 
 @checks.register(checks.Tags.security, deploy=True)
-def check_secret_key_deploy(app_configs, **kwargs):
+def check_secret_key_deploy(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> list[checks.CheckMessage]:
     """An error under ``check --deploy``: production must not run on the development key."""
     return [E002] if _uses_dev_key() else []

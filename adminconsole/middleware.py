@@ -1,4 +1,7 @@
 """Response headers the console adds to those of Django's own security middleware."""
+from collections.abc import Callable
+
+from django.http import HttpRequest, HttpResponse
 
 CONTENT_SECURITY_POLICY = "; ".join((
     "default-src 'self'",
@@ -21,10 +24,10 @@ DEBUG_ERROR_POLICY = CONTENT_SECURITY_POLICY + "; style-src 'self' 'unsafe-inlin
 class ContentSecurityPolicyMiddleware:
     """Set Content-Security-Policy on every response that does not set its own."""
 
-    def __init__(self, get_response):
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
-    def __call__(self, request):
+    def __call__(self, request: HttpRequest) -> HttpResponse:
         from django.conf import settings
 
         response = self.get_response(request)

@@ -16,7 +16,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 DEV_SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production"
 
 
-def envbool(name, default):
+def envbool(name: str, default: bool) -> bool:
     """Return a boolean from an environment variable; anything but a clear yes/no is an error."""
     value = os.environ.get(name)
     if value is None or value == "":
@@ -29,7 +29,7 @@ def envbool(name, default):
     raise ImproperlyConfigured(f"{name} must be a boolean (1/0, true/false), not {value!r}")
 
 
-def envint(name, default):
+def envint(name: str, default: int) -> int:
     """Return an integer from an environment variable, refusing anything else."""
     value = os.environ.get(name)
     if value is None or value == "":
@@ -40,7 +40,7 @@ def envint(name, default):
         raise ImproperlyConfigured(f"{name} must be an integer, not {value!r}") from None
 
 
-def envlist(name, default):
+def envlist(name: str, default: list[str]) -> list[str]:
     """Return a comma-separated list from an environment variable."""
     value = os.environ.get(name)
     if value is None:
@@ -48,7 +48,7 @@ def envlist(name, default):
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
-def envsecret(name, default=None):
+def envsecret(name: str, default: str | None = None) -> str | None:
     """Read a secret from NAME or from the file named by NAME_FILE."""
     path = os.environ.get(f"{name}_FILE")
     if path:
@@ -56,7 +56,7 @@ def envsecret(name, default=None):
     return os.environ.get(name, default)
 
 
-def split_syslog_address(value):
+def split_syslog_address(value: str) -> tuple[str, int]:
     """``host:port`` of a syslog server, for LOG_SYSLOG (UDP port 514 when none is given)."""
     host, _colon, port = value.rpartition(":") if ":" in value else (value, "", "514")
     if not port.isdigit():

@@ -6,11 +6,13 @@ An upload is first checked as ``importdirectory --dry-run`` does and its report 
 """
 import secrets
 from pathlib import Path
+from typing import Any
 
 from django import forms
 from django.conf import settings
 from django.contrib import messages
-from django.http import HttpResponse
+from django.core.files.uploadedfile import UploadedFile
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.utils import timezone
 from django.utils.translation import gettext
@@ -32,7 +34,7 @@ class ImportForm(forms.Form):
         label=_("Also delete the documents of each type in the file that the file does not list"), required=False,
     )
 
-    def clean_file(self):
+    def clean_file(self) -> UploadedFile:
         upload = self.cleaned_data["file"]
         if upload.size > MAX_BYTES:
             raise forms.ValidationError(
@@ -70,7 +72,7 @@ class DirectoryImportView(ManagerOnlyMixin, FormView):
     template_name = "adminconsole/directory_import.html"
     edit_page = True
 
-    def form_valid(self, form):
+    def form_valid(self, form: ImportForm) -> HttpResponse:
         report = importexport.import_directory(form.document, replace=form.cleaned_data["replace"], dry_run=True)
         context = {"form": form, "report": report, "file_name": form.cleaned_data["file"].name}
         if not report.errors:
@@ -83,12 +85,12 @@ class DirectoryImportView(ManagerOnlyMixin, FormView):
             context["pending"] = True
         return self.render_to_response(self.get_context_data(**context))
 
-    def post(self, request, *args, **kwargs):
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if "apply" in request.POST:
             return self.apply()
         return super().post(request, *args, **kwargs)
 
-    def apply(self):
+    def apply(self) -> HttpResponse:
         """Apply the upload whose dry-run report the Manager has just read, in one transaction, audited in their name."""
         pending = self.request.session.pop(PENDING_KEY, None)
         try:
@@ -111,13 +113,13 @@ class DirectoryImportView(ManagerOnlyMixin, FormView):
             messages.success(self.request, gettext("%(file)s was imported.") % {"file": pending["name"]} + " " + summary(report))
         return redirect("directory-import")
 
-    def forget_pending(self):
+    def forget_pending(self) -> None:
         pending = self.request.session.pop(PENDING_KEY, None)
         if pending:
             pending_path(pending["token"]).unlink(missing_ok=True)
 
 
-def summary(report) -> str:
+def summary(report: importexport.Report) -> str:
     created = sum(tally.created for tally in report.tallies.values())
     updated = sum(tally.updated for tally in report.tallies.values())
     deleted = sum(tally.deleted for tally in report.tallies.values())
@@ -129,7 +131,7 @@ def summary(report) -> str:
 class DirectoryExportView(ManagerOnlyMixin, View):
     """The whole directory as a JSON download, without secrets (as ``exportdirectory`` without --include-secrets)."""
 
-    def get(self, request):
+    def get(self, request: HttpRequest) -> HttpResponse:
         text = importexport.dumps(importexport.export_directory(include_secrets=False))
         response = HttpResponse(text, content_type="application/json; charset=utf-8")
         stamp = timezone.localtime().strftime("%Y%m%d-%H%M")

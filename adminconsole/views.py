@@ -1,5 +1,6 @@
 """Console pages that span the directory: dashboard, audit trail, and console users with their roles."""
 from dataclasses import dataclass
+from typing import Any
 
 from django import forms
 from django.contrib import messages
@@ -8,11 +9,12 @@ from django.contrib.auth.forms import UserCreationForm
 from django.contrib.auth.models import Group as AuthGroup
 from django.contrib.auth.models import User
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.functional import cached_property
+from django.utils.functional import Promise, cached_property
 from django.utils.text import capfirst
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
@@ -68,7 +70,7 @@ PICKUP_REFRESH_SECONDS = 3
 """While a listener has not yet reported the directory's revision, the page reloads soon to show it has."""
 
 
-def server_summaries(servers) -> list:
+def server_summaries(servers: list[Server]) -> list[ServerSummary]:
     numbers = traffic.traffic(server.pk for server in servers)
     current = current_revision()
     return [
@@ -82,7 +84,7 @@ def server_summaries(servers) -> list:
     ]
 
 
-def recent_changes(count: int = 10) -> list:
+def recent_changes(count: int = 10) -> list[AuditEntry]:
     """The last changes, one line each: who, what, which document (the full diff is on the audit page)."""
     entries = list(AuditEntry.objects.only("timestamp", "actor", "action", "document_type", "object_repr")[:count])
     for entry in entries:
@@ -96,7 +98,7 @@ class DashboardView(RoleRequiredMixin, TemplateView):
 
     template_name = "adminconsole/dashboard.html"
 
-    def get_context_data(self, **kwargs):
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
         summaries = server_summaries(list(Server.objects.select_related("tls_credentials").order_by("name")))
         behind = any(summary.report.revision_behind for summary in summaries)
@@ -120,7 +122,7 @@ class AuditFilterForm(forms.Form):
     actor = forms.ChoiceField(label=_("Who"), required=False, widget=forms.Select(attrs={"class": "form-select"}))
     q = forms.CharField(label=_("Search"), required=False, widget=forms.TextInput(attrs={"class": "form-control", "type": "search"}))
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["document_type"].choices = (
             [("", _("All document types"))]
@@ -137,7 +139,7 @@ class AuditListView(RoleRequiredMixin, ListView):
     template_name = "adminconsole/audit_list.html"
     paginate_by = PAGE_SIZE
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet[AuditEntry]:
         self.filter_form = AuditFilterForm(self.request.GET)
         queryset = AuditEntry.objects.select_related("user")
         if not self.filter_form.is_valid():
@@ -152,7 +154,7 @@ class AuditListView(RoleRequiredMixin, ListView):
             queryset = queryset.filter(Q(object_repr__icontains=text) | Q(actor__icontains=text) | Q(changes__icontains=text))
         return queryset
 
-    def get_context_data(self, **kwargs):
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
         context["filter_form"] = self.filter_form
         context["entries"] = with_change_rows(context["object_list"])
@@ -170,12 +172,12 @@ class ConsoleUserCreationForm(UserCreationForm):
     role = forms.ChoiceField(label=_("Role"), choices=ROLE_CHOICES, required=False, initial=roles.READER)
 
 
-def role_label(role):
+def role_label(role: str | None) -> str | Promise:
     return roles.LABELS[role] if role else gettext("No access")
 
 
 @transaction.atomic
-def assign_role(user, role, by):
+def assign_role(user: User, role: str | None, by: User) -> None:
     """Give ``user`` exactly one console role (or none) and record it in the audit trail like a document change."""
     before = roles.role_of(user)
     user.groups.remove(*AuthGroup.objects.filter(name__in=roles.ORDER))
@@ -197,10 +199,10 @@ class UserListView(ManagerOnlyMixin, ListView):
     template_name = "adminconsole/user_list.html"
     paginate_by = PAGE_SIZE
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet[User]:
         return User.objects.prefetch_related("groups").order_by("username")
 
-    def get_context_data(self, **kwargs):
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
         rows = []
         for user in context["object_list"]:
@@ -222,21 +224,21 @@ class UserRoleView(ManagerOnlyMixin, FormView):
     edit_page = True
 
     @cached_property
-    def target(self):
+    def target(self) -> User:
         """Looked up only after the role check, so a non-Manager learns nothing about user ids."""
         return get_object_or_404(User, pk=self.kwargs["pk"])
 
-    def get_prefix(self):
+    def get_prefix(self) -> str:
         return f"user-{self.target.pk}"
 
-    def get_initial(self):
+    def get_initial(self) -> dict[str, Any]:
         return {"role": roles.role_of(self.target) or ""}
 
-    def get_context_data(self, **kwargs):
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         kwargs.setdefault("target", self.target)
         return super().get_context_data(**kwargs)
 
-    def form_valid(self, form):
+    def form_valid(self, form: RoleForm) -> HttpResponse:
         if self.target.is_superuser or self.target == self.request.user:
             messages.error(self.request, gettext("The role of %(user)s cannot be changed here.") % {"user": self.target})
             return redirect("user-list")
@@ -253,13 +255,13 @@ class UserCreateView(ManagerOnlyMixin, FormView):
     template_name = "adminconsole/user_form.html"
     edit_page = True
 
-    def form_valid(self, form):
+    def form_valid(self, form: ConsoleUserCreationForm) -> HttpResponse:
         with transaction.atomic():
             user = form.save()
             assign_role(user, form.cleaned_data["role"], self.request.user)
         messages.success(self.request, gettext("The console user %(user)s was created.") % {"user": user})
         return redirect(reverse("user-list"))
 
-    def form_invalid(self, form):
+    def form_invalid(self, form: ConsoleUserCreationForm) -> HttpResponse:
         messages.error(self.request, gettext("Please correct the errors below."))
         return super().form_invalid(form)

@@ -3,12 +3,15 @@
 The console and ``importdirectory`` both validate through these forms, so a document is held to the
 same rules whichever way it arrives. Documents refer to each other by name (``to_field_name``).
 """
+from collections.abc import Iterable, Sequence
+from typing import Any
+
 from crispy_forms.bootstrap import Tab, TabHolder
 from crispy_forms.helper import FormHelper
 from crispy_forms.layout import HTML, Column, Layout, Row
 from django import forms
 from django.core.exceptions import FieldDoesNotExist
-from django.utils.functional import cached_property
+from django.utils.functional import Promise, cached_property
 from django.utils.html import format_html
 from django.utils.text import capfirst, format_lazy, slugify
 from django.utils.translation import gettext_lazy as _
@@ -22,12 +25,12 @@ class LinesField(forms.Field):
 
     widget = forms.Textarea(attrs={"rows": 3})
 
-    def __init__(self, *, separators=",\n", **kwargs):
+    def __init__(self, *, separators: str = ",\n", **kwargs: Any) -> None:
         self.separators = separators
         kwargs.setdefault("required", False)
         super().__init__(**kwargs)
 
-    def to_python(self, value):
+    def to_python(self, value: object) -> list[str]:
         if value in (None, ""):
             return []
         if isinstance(value, (list, tuple)):
@@ -44,12 +47,12 @@ class LinesField(forms.Field):
         # Without duplicates, in order; a dict keeps this linear for lists of any length.
         return list(dict.fromkeys(item for item in (item.strip() for item in items) if item))
 
-    def prepare_value(self, value):
+    def prepare_value(self, value: object) -> object:
         if isinstance(value, (list, tuple)):
             return "\n".join(value)
         return value
 
-    def has_changed(self, initial, data):
+    def has_changed(self, initial: object, data: object) -> bool:
         return self.to_python(initial) != self.to_python(data)
 
 
@@ -105,11 +108,11 @@ class RoutesField(forms.Field):
             )
         return value
 
-    def has_changed(self, initial, data):
+    def has_changed(self, initial: object, data: object) -> bool:
         return self.to_python(initial) != self.to_python(data)
 
 
-def bool_choice_field(model_field):
+def bool_choice_field(model_field: models.models.BooleanField) -> forms.TypedChoiceField:
     """Domino shows Yes/No and Enabled/Disabled as choices; import sends true/false."""
     return forms.TypedChoiceField(
         choices=[(True, _("Yes")), (False, _("No"))],
@@ -126,13 +129,13 @@ class Tabs(tuple):
     """Tabs inside a tab, as Domino nests Ports > Internet Ports > Mail: ``Tabs(((label, items), ...))``."""
 
 
-def tab_id(label) -> str:
+def tab_id(label: str | Promise) -> str:
     """The anchor of a tab, from its English label: a shared link opens the same tab in every language."""
     with override("en"):
         return f"tab-{slugify(str(label))}"
 
 
-def tab_holder(tabs) -> TabHolder:
+def tab_holder(tabs: Iterable[tuple[str | Promise, Sequence[Any]]]) -> TabHolder:
     """Crispy tabs (nested ones too) with stable anchors and the tab roles (templates/bootstrap5/layout/)."""
     return TabHolder(*(
         Tab(label, *[tab_holder(item) if isinstance(item, Tabs) else item for item in items],
@@ -184,7 +187,7 @@ class DocumentForm(forms.ModelForm):
             field.help_text = field.help_text or model_field.help_text
 
     @cached_property
-    def helper(self):
+    def helper(self) -> FormHelper:
         """Built when a page renders the form, not for each form the import only validates."""
         helper = FormHelper(self)
         helper.form_tag = False
@@ -196,7 +199,7 @@ class DocumentForm(forms.ModelForm):
             )
         return helper
 
-    def _model_field(self, name):
+    def _model_field(self, name: str) -> Any:
         try:
             return self.Meta.model._meta.get_field(name)
         except FieldDoesNotExist:
@@ -219,16 +222,16 @@ class DocumentForm(forms.ModelForm):
                     )
 
     @property
-    def warning_codes(self):
+    def warning_codes(self) -> str:
         return ",".join(sorted({code for _field, code, _message in self.warnings}))
 
     @property
-    def unconfirmed_warnings(self):
+    def unconfirmed_warnings(self) -> list[tuple[str, str, str | Promise]]:
         """Warnings the admin has not yet seen and confirmed with “Save anyway”."""
         confirmed = set(filter(None, (self.cleaned_data.get("confirm_warnings") or "").split(",")))
         return [w for w in self.warnings if w[1] not in confirmed]
 
-    def ask_confirmation(self):
+    def ask_confirmation(self) -> None:
         """Re-render with the warnings; the hidden field records that they were shown."""
         data = self.data.copy()
         data["confirm_warnings"] = self.warning_codes
@@ -342,7 +345,7 @@ class ConfigurationSettingsForm(DocumentForm):
         validators.validate_routes(routes)
         return routes
 
-    def save(self, commit=True):
+    def save(self, commit: bool = True) -> models.ConfigurationSettings:
         password = self.cleaned_data.get("relay_auth_password")
         if password:
             self.instance.relay_auth_password = password
@@ -394,7 +397,7 @@ class PersonForm(DocumentForm):
         (_("Basics"), ["full_name", "first_name", "last_name", "short_name", "internet_address", "internet_password", "clear_internet_password"]),
     )
 
-    def save(self, commit=True):
+    def save(self, commit: bool = True) -> models.Person:
         if self.cleaned_data.get("clear_internet_password"):
             self.instance.set_internet_password("")
         elif self.cleaned_data.get("internet_password"):
@@ -432,7 +435,7 @@ class TLSCredentialsForm(DocumentForm):
         if not self.instance.pk:
             self.fields["private_key_pem"].required = True
 
-    def clean_private_key_pem(self):
+    def clean_private_key_pem(self) -> str:
         value = self.cleaned_data.get("private_key_pem")
         return value or self.instance.private_key_pem
 

@@ -1,10 +1,14 @@
 """Console pages of document history: the versions of a document, a comparison of any two, a restore,
 and the deleted documents. A Reader looks; a restore needs the document type's edit role."""
+from collections.abc import Iterable
+from typing import Any
+
 from django.contrib import messages
-from django.http import Http404
+from django.db.models import Model, QuerySet
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.utils.decorators import method_decorator
-from django.utils.functional import cached_property
+from django.utils.functional import Promise, cached_property
 from django.utils.text import capfirst
 from django.utils.translation import gettext, pgettext
 from django.views.decorators.cache import never_cache
@@ -12,16 +16,17 @@ from django.views.generic import ListView, TemplateView
 
 from adminconsole.documents.views import DocumentViewMixin, change_review, form_warnings
 from directory import history, roles
+from directory.models import Document, DocumentVersion
 from directory.permissions import RoleRequiredMixin
-from directory.presenters import BY_NAME, EMPTY, PAGE_SIZE, SECRET_STATES, STORED_STATES, Presenter
+from directory.presenters import BY_NAME, EMPTY, PAGE_SIZE, SECRET_STATES, STORED_STATES, DocumentType, Presenter
 
 
-def secret_state(name, value):
+def secret_state(name: str, value: object) -> str | Promise:
     shown, missing = SECRET_STATES.get(name, STORED_STATES)
     return shown if value else missing
 
 
-def stored_value(model, name, value):
+def stored_value(model: type[Model], name: str, value: Any) -> Any:
     """A version's JSON value as the field holds it (dates come back as dates)."""
     field = next((field for field in model._meta.concrete_fields if field.name == name), None)
     if value is not None and field is not None and field.get_internal_type() == "DateTimeField":
@@ -29,7 +34,7 @@ def stored_value(model, name, value):
     return value
 
 
-def comparison_rows(document_type, comparison):
+def comparison_rows(document_type: DocumentType, comparison: Iterable[tuple[str, Any, Any, bool]]) -> list[dict[str, Any]]:
     """The rows of a side-by-side comparison; a secret shows only whether it is stored and whether it changed."""
     presenter = Presenter(document_type)
     model = document_type.model
@@ -52,30 +57,30 @@ class VersionsMixin(DocumentViewMixin):
     """Pages about the versions of one document, found by type and id: it may have been deleted."""
 
     @cached_property
-    def document(self):
+    def document(self) -> Document | None:
         return self.document_type.model.objects.filter(pk=self.kwargs["pk"]).first()
 
     @cached_property
-    def versions(self):
+    def versions(self) -> list[DocumentVersion]:
         versions = list(history.versions_of(self.document_type.name, self.kwargs["pk"]))
         if not versions and self.document is None:
             raise Http404(gettext("No such document, and no saved version of it."))
         return versions
 
-    def version(self, number):
+    def version(self, number: int) -> DocumentVersion:
         found = next((version for version in self.versions if version.number == number), None)
         if found is None:
             raise Http404(gettext("No version %(number)s of this document.") % {"number": number})
         return found
 
     @property
-    def label(self):
+    def label(self) -> str:
         if self.document is not None:
             return str(self.document)
         latest = self.versions[0]
         return latest.audit_entry.object_repr if latest.audit_entry_id else f"#{self.kwargs['pk']}"
 
-    def get_context_data(self, **kwargs):
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         label = self.label
         # French elides “de” before a vowel (« Historique d'Acme SMTP »): that form has its own context.
         vowel = label[:1].lower() in ELIDING
@@ -102,7 +107,7 @@ class HistoryView(VersionsMixin, TemplateView):
 
     template_name = "directory/document_history.html"
 
-    def get_context_data(self, **kwargs):
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
         versions = self.versions
         context.update(
@@ -118,13 +123,13 @@ class CompareView(VersionsMixin, TemplateView):
 
     template_name = "directory/document_compare.html"
 
-    def number(self, key, default):
+    def number(self, key: str, default: int) -> int:
         try:
             return int(self.request.GET.get(key, default))
         except (TypeError, ValueError):
             raise Http404(gettext("Choose two versions to compare.")) from None
 
-    def get_context_data(self, **kwargs):
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
         if not self.versions:
             raise Http404(gettext("This document has no saved version yet."))
@@ -143,10 +148,10 @@ class RestoreView(VersionsMixin, TemplateView):
     template_name = "directory/document_restore.html"
     edit_page = True
 
-    def restore(self, confirmed=""):
+    def restore(self, confirmed: str = "") -> history.Restore:
         return history.Restore(self.version(self.kwargs["number"]), confirmed)
 
-    def get(self, request, *args, **kwargs):
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         try:
             restore = self.restore()
         except history.RestoreError as error:
@@ -154,7 +159,7 @@ class RestoreView(VersionsMixin, TemplateView):
             return redirect(self.document_type.url("history", self.kwargs["pk"]))
         return self.render_to_response(self.get_context_data(restore=restore))
 
-    def post(self, request, *args, **kwargs):
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         try:
             restore = self.restore(request.POST.get("confirm_warnings", ""))
         except history.RestoreError as error:
@@ -174,7 +179,7 @@ class RestoreView(VersionsMixin, TemplateView):
         messages.success(request, gettext("Version %(number)s of “%(name)s” was restored as a new version.") % {"number": number, "name": saved})
         return redirect(saved)
 
-    def get_context_data(self, restore, **kwargs):
+    def get_context_data(self, restore: history.Restore, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
         valid = restore.is_valid()
         presenter = Presenter(self.document_type)
@@ -200,14 +205,14 @@ class DeletedListView(RoleRequiredMixin, ListView):
     template_name = "directory/deleted_list.html"
     paginate_by = PAGE_SIZE
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet[DocumentVersion]:
         queryset = history.deleted_versions()
         wanted = self.request.GET.get("type", "")
         if wanted in BY_NAME:
             queryset = queryset.filter(document_type=wanted)
         return queryset
 
-    def get_context_data(self, **kwargs):
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
         rows = []
         for version in context["object_list"]:
@@ -229,7 +234,7 @@ class DeletedListView(RoleRequiredMixin, ListView):
         )
         return context
 
-    def restore_url(self, document_type, version):
+    def restore_url(self, document_type: DocumentType, version: DocumentVersion) -> str | None:
         if not roles.has_role(self.request.user, document_type.edit_role):
             return None
         return document_type.restore_url(version.object_id, version.number)

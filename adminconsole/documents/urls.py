@@ -1,14 +1,14 @@
 """URLs of the directory documents: the same pages for every document type, named
 ``directory:<model_name>-list|detail|create|update|delete|history|compare|restore``."""
-from django.urls import path
+from django.urls import URLPattern, path
 
 from adminconsole.documents import history_views, views
-from directory.presenters import DOCUMENT_TYPES
+from directory.presenters import DOCUMENT_TYPES, DocumentType
 
 app_name = "directory"
 
 
-def document_urls(document_type):
+def document_urls(document_type: DocumentType) -> list[URLPattern]:
     detail_view = views.DETAIL_VIEWS.get(document_type.model, views.DocumentDetailView)
     pages = (
         ("", views.DocumentListView, "list"),

@@ -9,14 +9,18 @@ import hashlib
 import json
 import operator
 from dataclasses import dataclass
+from typing import Any
 
 from django import forms as django_forms
 from django.contrib import messages
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import ProtectedError, Q
+from django.db.models import ProtectedError, Q, QuerySet
+from django.http import HttpResponse
 from django.shortcuts import redirect
 from django.utils.decorators import method_decorator
+from django.utils.functional import Promise
 from django.utils.text import capfirst
 from django.utils.translation import gettext
 from django.views.decorators.cache import never_cache
@@ -25,12 +29,13 @@ from django.views.generic.detail import SingleObjectMixin
 
 from directory import audit, history, models, tls
 from directory.audit import delete_document, save_document
-from directory.forms import GenerateCertificateForm, ServerForm, TLSCredentialsForm
+from directory.forms import DocumentForm, GenerateCertificateForm, ServerForm, TLSCredentialsForm
 from directory.permissions import RoleRequiredMixin
 from directory.presenters import (
     BY_MODEL,
     EMPTY,
     PAGE_SIZE,
+    DocumentType,
     Presenter,
     audit_entries_of,
     labelled_warnings,
@@ -47,13 +52,13 @@ class DocumentViewMixin(RoleRequiredMixin):
 
     document_type = None
 
-    def get_edit_role(self):
+    def get_edit_role(self) -> str:
         return self.document_type.edit_role
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet[models.Document]:
         return self.document_type.model.objects.all()
 
-    def get_context_data(self, **kwargs):
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         kwargs.setdefault("document_type", self.document_type)
         return super().get_context_data(**kwargs)
 
@@ -64,10 +69,10 @@ class DocumentListView(DocumentViewMixin, ListView):
     paginate_by = PAGE_SIZE
     template_name = "directory/document_list.html"
 
-    def search_text(self):
+    def search_text(self) -> str:
         return self.request.GET.get("q", "").strip()
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet[models.Document]:
         queryset = super().get_queryset()
         text = self.search_text()
         if text:
@@ -76,7 +81,7 @@ class DocumentListView(DocumentViewMixin, ListView):
             )
         return queryset
 
-    def get_context_data(self, **kwargs):
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
         presenter = Presenter(self.document_type)
         columns = self.document_type.columns
@@ -91,10 +96,10 @@ class DocumentListView(DocumentViewMixin, ListView):
 class DocumentDetailView(DocumentViewMixin, DetailView):
     """A document read-only, tab by tab, with its warnings and its audit trail."""
 
-    def get_template_names(self):
+    def get_template_names(self) -> list[str]:
         return [f"directory/{self.document_type.name}_detail.html", "directory/document_detail.html"]
 
-    def get_context_data(self, **kwargs):
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
         presenter = Presenter(self.document_type)
         context.update(
@@ -108,7 +113,7 @@ class DocumentDetailView(DocumentViewMixin, DetailView):
 class ServerDetailView(DocumentDetailView):
     """Adds the “generate a self-signed certificate” action, and the version the listener serves."""
 
-    def get_context_data(self, **kwargs):
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         kwargs.setdefault("generate_form", GenerateCertificateForm())
         context = super().get_context_data(**kwargs)
         versions = served.server_versions(self.object, audit.snapshot(self.object))
@@ -135,21 +140,21 @@ class DocumentEditView(DocumentViewMixin, UpdateView):
     edit_page = True
     template_name = "directory/document_form.html"
 
-    def get_object(self, queryset=None):
+    def get_object(self, queryset: QuerySet[models.Document] | None = None) -> models.Document | None:
         stored = super().get_object(queryset) if "pk" in self.kwargs else None
         # The form changes the instance as it validates; headings keep the name as saved.
         self.stored_label = str(stored) if stored is not None else ""
         return stored
 
-    def get_form_class(self):
+    def get_form_class(self) -> type[DocumentForm]:
         return self.document_type.form_class
 
-    def get_context_data(self, **kwargs):
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         kwargs.setdefault("previewed", self.document_type.model in preview.EFFECTS)
         kwargs.setdefault("stored_label", self.stored_label)
         return super().get_context_data(**kwargs)
 
-    def get_form_kwargs(self):
+    def get_form_kwargs(self) -> dict[str, Any]:
         kwargs = super().get_form_kwargs()
         if "data" in kwargs and "save_anyway" not in kwargs["data"]:
             # Only “Save anyway” confirms the warnings shown; “Save” checks them again.
@@ -158,7 +163,7 @@ class DocumentEditView(DocumentViewMixin, UpdateView):
             kwargs["data"] = data
         return kwargs
 
-    def form_valid(self, form):
+    def form_valid(self, form: DocumentForm) -> HttpResponse:
         review = change_review(self.document_type, form)
         if form.unconfirmed_warnings or self.must_review(review):
             if form.warnings:
@@ -175,7 +180,7 @@ class DocumentEditView(DocumentViewMixin, UpdateView):
         )
         return redirect(self.object)
 
-    def must_review(self, review):
+    def must_review(self, review: "ChangeReview | None") -> bool:
         """“Preview” asks for the review; a change a running listener would apply needs it once before saving."""
         if review is None:
             return False
@@ -183,17 +188,17 @@ class DocumentEditView(DocumentViewMixin, UpdateView):
             return True
         return review.must_confirm and self.request.POST.get("confirm_preview") != review.digest
 
-    def form_invalid(self, form):
+    def form_invalid(self, form: DocumentForm) -> HttpResponse:
         messages.error(self.request, gettext("Please correct the errors below."))
         return super().form_invalid(form)
 
 
-def form_warnings(form):
+def form_warnings(form: DocumentForm) -> list[tuple[str | Promise, str | Promise]]:
     """A bound form's warnings as ``(field label, message)``."""
     return [(form.fields[field].label if field in form.fields else "", message) for field, _code, message in form.warnings]
 
 
-def change_rows(document_type, changes):
+def change_rows(document_type: DocumentType, changes: dict[str, list[Any]]) -> list[tuple[str | Promise, Any, Any]]:
     """``(label, old, new)`` for ``{field: [old, new]}``; a secret only says it changed, never its value."""
     presenter = Presenter(document_type)
     rows = []
@@ -209,19 +214,19 @@ def change_rows(document_type, changes):
 class ChangeReview:
     """What saving a valid form changes: its fields, old and new, and what running listeners do about it."""
 
-    rows: list
-    preview: object
+    rows: list[tuple[str | Promise, Any, Any]]
+    preview: preview.Preview | None
     digest: str
     creating: bool = False
 
     @property
-    def must_confirm(self):
+    def must_confirm(self) -> bool:
         return self.preview is not None and (
             (bool(self.rows) and self.preview.affects_running_listener) or self.preview.causes_outage
         )
 
 
-def change_review(document_type, form):
+def change_review(document_type: DocumentType, form: DocumentForm) -> ChangeReview | None:
     """The review of a valid form of a document type a listener reads (Server, Site, Configuration), else None."""
     instance = form.instance
     if type(instance) not in preview.EFFECTS:
@@ -237,12 +242,12 @@ class DocumentDeleteView(DocumentViewMixin, DeleteView):
     edit_page = True
     template_name = "directory/document_confirm_delete.html"
 
-    def get_context_data(self, **kwargs):
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         if isinstance(self.object, models.InternetSite):
             kwargs.setdefault("outages", outages_after_site_deleted(self.object))
         return super().get_context_data(**kwargs)
 
-    def form_valid(self, form):
+    def form_valid(self, form: django_forms.Form) -> HttpResponse:
         name = str(self.object)
         try:
             delete_document(self.object, self.request.user)
@@ -257,18 +262,18 @@ class DocumentDeleteView(DocumentViewMixin, DeleteView):
         return redirect(self.document_type.url("list"))
 
 
-def form_data(form):
+def form_data(form: django_forms.BaseForm) -> dict[str, Any]:
     """The data an unchanged submission of ``form`` would post, for saving it with one field changed."""
     return {bound.name: "" if bound.value() is None else bound.value() for bound in form}
 
 
-def save_valid(form, user):
+def save_valid(form: DocumentForm, user: User) -> models.Document:
     if not form.is_valid():
         raise ValidationError([f"{name}: {error}" for name, errors in form.errors.items() for error in errors])
     return save_document(form, user)
 
 
-def unique_credentials_name(base):
+def unique_credentials_name(base: str) -> str:
     name, number = base, 1
     while models.TLSCredentials.objects.filter(name=name).exists():
         number += 1
@@ -277,7 +282,7 @@ def unique_credentials_name(base):
 
 
 @transaction.atomic
-def install_self_signed_certificate(server, days, user):
+def install_self_signed_certificate(server: models.Server, days: int, user: User) -> models.TLSCredentials:
     """Create TLS credentials for the server's host name and select them on the server, both audited."""
     certificate_pem, key_pem = tls.generate_self_signed(server.host_name, days)
     credentials = save_valid(
@@ -302,11 +307,11 @@ class GenerateCertificateView(DocumentViewMixin, SingleObjectMixin, FormView):
     form_class = GenerateCertificateForm
     template_name = "directory/server_generate_certificate.html"
 
-    def get_context_data(self, **kwargs):
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         self.object = self.get_object()
         return super().get_context_data(**kwargs)
 
-    def form_valid(self, form):
+    def form_valid(self, form: GenerateCertificateForm) -> HttpResponse:
         server = self.get_object()
         try:
             credentials = install_self_signed_certificate(server, form.cleaned_data["days"], self.request.user)

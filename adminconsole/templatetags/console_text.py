@@ -8,6 +8,6 @@ register = template.Library()
 
 
 @register.filter
-def colon(label) -> str:
+def colon(label: object) -> str:
     """“Server:” in English, “Serveur :” (no-break space) in French: the colon belongs to the translated text."""
     return mark_safe(gettext("%(label)s:") % {"label": conditional_escape(label)})

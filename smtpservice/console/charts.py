@@ -69,10 +69,10 @@ def line_chart(slug: str, title: str, moments: list, named_values: list, summed:
     span = max(len(moments) - 1, 1)
     plot_width, plot_height = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
 
-    def x(index):
+    def x(index: int) -> float:
         return LEFT + round(plot_width * index / span, 1)
 
-    def y(value):
+    def y(value: float) -> float:
         return TOP + round(plot_height * (1 - value / maximum), 1)
 
     series = []

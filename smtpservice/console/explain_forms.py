@@ -4,12 +4,14 @@ The port and the TLS choice are checked against the server's SMTP Inbound ports,
 client speaks what the port expects (clear text and STARTTLS on the TCP/IP port, TLS from the first
 byte on the SSL port); any other port number is simulated as refused.
 """
+from typing import Any
+
 from django import forms
 from django.core.validators import validate_email
 from django.utils.translation import gettext_lazy as _
 
 from directory import validators
-from smtpservice.core import simulator
+from smtpservice.core import policy, simulator
 
 NO_TLS, STARTTLS, SSL_PORT = "none", "starttls", "ssl"
 TLS_CHOICES = [
@@ -21,11 +23,11 @@ DEFAULT_CLIENT = "203.0.113.5"
 """A documentation address (RFC 5737): an outside client unless the lists name it."""
 
 
-def text_input(**attrs):
+def text_input(**attrs: str) -> forms.TextInput:
     return forms.TextInput(attrs={"class": "form-control", **attrs})
 
 
-def address_list(value):
+def address_list(value: str) -> tuple[str, ...]:
     """One mail address per line (commas also separate), each checked."""
     addresses = [item.strip() for item in value.replace(",", "\n").splitlines() if item.strip()]
     for address in addresses:
@@ -82,16 +84,16 @@ class SimulatorForm(forms.Form):
         help_text=_("One per line, each sent as RCPT TO."),
     )
 
-    def __init__(self, snap, *args, **kwargs):
+    def __init__(self, snap: policy.SettingsSnapshot, *args: Any, **kwargs: Any) -> None:
         self.snap = snap
         super().__init__(*args, **kwargs)
         self.fields["local_address"].initial = snap.listen_addresses[0] if snap.listen_addresses else "127.0.0.1"
         self.fields["port"].widget.attrs["placeholder"] = str(snap.inbound.tcp_port)
 
-    def clean_recipients(self):
+    def clean_recipients(self) -> tuple[str, ...]:
         return address_list(self.cleaned_data["recipients"])
 
-    def clean(self):
+    def clean(self) -> dict[str, Any]:
         data = super().clean()
         tls, port = data.get("tls"), data.get("port")
         inbound = self.snap.inbound
@@ -113,7 +115,7 @@ class SimulatorForm(forms.Form):
             self.add_error("mail_from", forms.ValidationError(_("Recipients need a MAIL FROM."), code="recipients_without_sender"))
         return data
 
-    def inputs(self):
+    def inputs(self) -> simulator.Inputs:
         data = self.cleaned_data
         return simulator.Inputs(
             client_ip=data["client_address"], local_ip=data["local_address"], port=data["port"],

@@ -5,6 +5,7 @@ nothing and answers a Reader; its form is posted so that a password typed in it 
 URL. The self-test opens real SMTP sessions to the server's own ports, so it needs an Editor.
 """
 from dataclasses import replace
+from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
@@ -18,7 +19,7 @@ from directory.models import Server
 from directory.permissions import RoleRequiredMixin
 from smtpservice.console import selftest
 from smtpservice.console.explain_forms import SimulatorForm
-from smtpservice.core import simulator, throttle
+from smtpservice.core import policy, simulator, throttle
 from smtpservice.store import throttle as throttles
 from smtpservice.store.snapshot import load_snapshot, recent_snapshot
 
@@ -27,19 +28,19 @@ class ServerPageMixin(RoleRequiredMixin):
     """A page about one Server document; the server is looked up after the role check."""
 
     @cached_property
-    def server(self):
+    def server(self) -> Server:
         return get_object_or_404(Server, pk=self.kwargs["pk"])
 
     # Settings only: no page here looks a user up, except the simulator's answer (``SimulatorView.post``).
     people_and_groups = False
 
     @cached_property
-    def snapshot(self):
+    def snapshot(self) -> policy.SettingsSnapshot:
         if self.people_and_groups:
             return recent_snapshot(self.server.name)
         return load_snapshot(self.server.name, people_and_groups=False)
 
-    def get_context_data(self, **kwargs):
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         kwargs.setdefault("server", self.server)
         kwargs.setdefault("snapshot", self.snapshot)
         return super().get_context_data(**kwargs)
@@ -53,7 +54,7 @@ class SimulatorView(ServerPageMixin, TemplateView):
     # Posting changes nothing: a Reader may post, so the password stays out of URLs and logs.
     edit_role = roles.READER
 
-    def get(self, request, *args, **kwargs):
+    def get(self, request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
         return self.render_to_response(self.get_context_data(form=SimulatorForm(self.snapshot)))
 
     def post(self, request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
@@ -77,10 +78,10 @@ class SelfTestView(ServerPageMixin, TemplateView):
     template_name = "explain/selftest.html"
     edit_role = roles.EDITOR
 
-    def get_context_data(self, **kwargs):
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         kwargs.setdefault("probe_host", selftest.probe_host(self.snapshot))
         kwargs.setdefault("timeout", int(selftest.TIMEOUT))
         return super().get_context_data(**kwargs)
 
-    def post(self, request, *args, **kwargs):
+    def post(self, request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
         return self.render_to_response(self.get_context_data(result=selftest.run(self.snapshot)))

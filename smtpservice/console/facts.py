@@ -5,6 +5,9 @@ revision recomputes; the language is in the key because the results hold transla
 hour because some facts (a certificate about to expire) depend on time. Pages that show such facts
 on every view (the dashboard, the Server document) stay fast without reading the whole directory.
 """
+from collections.abc import Callable
+from typing import TypeVar
+
 from django.utils import timezone
 from django.utils.translation import get_language
 
@@ -12,7 +15,10 @@ _FACTS: dict = {}
 LIMIT = 512
 
 
-def directory_fact(revision: int, key: tuple, compute):
+Fact = TypeVar("Fact")
+
+
+def directory_fact(revision: int, key: tuple, compute: Callable[[], Fact]) -> Fact:
     """``compute()`` for this revision, language and hour, from memory when already worked out."""
     full_key = (revision, get_language(), timezone.now().strftime("%Y%m%d%H"), *key)
     if full_key not in _FACTS:

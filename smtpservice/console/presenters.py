@@ -8,8 +8,10 @@ import datetime
 import ipaddress
 import shlex
 from dataclasses import dataclass, replace
+from typing import Any
 
 from django.utils import formats, timezone
+from django.utils.functional import Promise
 from django.utils.timesince import timesince
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -48,12 +50,12 @@ CONFIGURATION_FIELDS = (
 )
 
 
-def runsmtp_command(server):
+def runsmtp_command(server: Server) -> str:
     """The command that starts the listener of ``server``, ready to paste into a shell."""
     return f"python manage.py runsmtp --server {shlex.quote(server.name)}"
 
 
-def when(moment):
+def when(moment: datetime.datetime) -> str:
     """A date and time as the console shows them, with how long ago: “12/05/2025 10:04 (3 minutes ago)”."""
     return _("%(date)s (%(ago)s ago)") % {
         "date": formats.date_format(timezone.localtime(moment), "SHORT_DATETIME_FORMAT"), "ago": timesince(moment),
@@ -91,7 +93,7 @@ class Drift:
     restore: object = None
 
     @property
-    def label(self):
+    def label(self) -> Promise:
         return DRIFT_LABELS[self.kind]
 
 
@@ -110,16 +112,16 @@ class ListenerReport:
     drift: tuple = ()
 
     @property
-    def revision_behind(self):
+    def revision_behind(self) -> bool:
         return self.status is not None and self.status.revision < self.current_revision
 
     @property
-    def drift_details(self):
+    def drift_details(self) -> tuple[Drift, ...]:
         """The drift the headline does not already state with its fix (listener down, stale heartbeat)."""
         return tuple(drift for drift in self.drift if drift.kind not in (LISTENER_DOWN, STALE_HEARTBEAT))
 
     @property
-    def flag(self):
+    def flag(self) -> str:
         """The dashboard's one-line summary of configured against bound."""
         if self.drift:
             return ", ".join(dict.fromkeys(str(drift.label) for drift in self.drift))
@@ -128,19 +130,19 @@ class ListenerReport:
         return _("Configured ports bound")
 
     @property
-    def flag_level(self):
+    def flag_level(self) -> str:
         if any(drift.kind != OLDER_REVISION for drift in self.drift):
             return PROBLEM
         return NOTICE if self.drift else (OFF if self.level == OFF else OK)
 
 
-def binding_details(server) -> dict:
+def binding_details(server: Server) -> dict:
     """``{(kind, port): why it is bound or not}`` in the reader's language, as ``policy.bindings`` says it: the
     listener stores the same sentence in English when it reports its ports."""
     return {(binding.port_kind, binding.port): binding.detail for binding in policy.bindings(snapshots.load_snapshot(server.name))}
 
 
-def _port_state(entry, details=None):
+def _port_state(entry: dict[str, Any], details: dict | None = None) -> PortState:
     configured, bound, error = entry.get("configured"), entry.get("bound"), entry.get("error", "")
     values = {"port": entry.get("port"), "address": entry.get("address") or "*"}
     if error:
@@ -160,7 +162,7 @@ def _port_state(entry, details=None):
     )
 
 
-def listener_report(server, current_revision=None):
+def listener_report(server: Server, current_revision: int | None = None) -> ListenerReport:
     """Is the listener of ``server`` running, serving its ports, on the current settings? And if not, the fix."""
     report = _status_report(server, snapshots.current_revision() if current_revision is None else current_revision)
     drift = tuple(drift_of(server, report))
@@ -170,7 +172,7 @@ def listener_report(server, current_revision=None):
     return replace(report, drift=drift)
 
 
-def _status_report(server, current):
+def _status_report(server: Server, current: int) -> ListenerReport:
     status = ListenerStatus.objects.filter(server=server).first()
     command = runsmtp_command(server)
     if status is None or not status.running:
@@ -213,7 +215,7 @@ def _changed_at():
     return DirectoryRevision.objects.filter(pk=DirectoryRevision.SINGLETON).values_list("changed", flat=True).first()
 
 
-def drift_of(server, report):
+def drift_of(server: Server, report: ListenerReport) -> list[Drift]:
     """Each way what the directory configures and what the listener reports differ, with its fix."""
     status, command = report.status, report.command or runsmtp_command(server)
     if status is None or not status.running:
@@ -300,14 +302,14 @@ class EffectiveSettings:
     addresses: tuple
 
 
-def _shown(value):
+def _shown(value: object) -> object:
     return list(value) if isinstance(value, tuple) else value
 
 
-def _server_group(snap, server):
+def _server_group(snap: policy.SettingsSnapshot, server: Server) -> SettingGroup:
     presenter = Presenter(BY_MODEL[Server])
 
-    def setting(name, value, detail=""):
+    def setting(name: str, value: object, detail: str = "") -> Setting:
         return Setting(presenter.label(name), str(presenter.display(name, _shown(value))), detail)
 
     settings = [
@@ -333,7 +335,7 @@ def _server_group(snap, server):
     return SettingGroup(_("Ports and access"), snap.server_document, tuple(settings), server.get_absolute_url())
 
 
-def _configuration_group(snap, server):
+def _configuration_group(snap: policy.SettingsSnapshot, server: Server) -> SettingGroup:
     presenter = Presenter(BY_MODEL[ConfigurationSettings])
     settings = tuple(
         Setting(presenter.label(name), str(presenter.display(name, _shown(getattr(snap.config, name)))))
@@ -343,13 +345,13 @@ def _configuration_group(snap, server):
                         _configuration_url(server))
 
 
-def _configuration_url(server):
+def _configuration_url(server: Server) -> str:
     """The page of the Configuration Settings document that applies, if there is one (not the built-in defaults)."""
     document = server.configuration()
     return document.get_absolute_url() if document else ""
 
 
-def _addresses(snap):
+def _addresses(snap: policy.SettingsSnapshot) -> list[tuple[str, str]]:
     """``(label, local address)`` to resolve: each listen address, or any address and each address a site maps."""
     if snap.listen_addresses:
         return [(address, address) for address in snap.listen_addresses]
@@ -367,7 +369,7 @@ def _addresses(snap):
     return rows
 
 
-def _refusals(snap, local_ip):
+def _refusals(snap: policy.SettingsSnapshot, local_ip: str) -> tuple[str, ...]:
     """The greeting a client gets on each bound port of this address when the site check refuses it (spec 3.3)."""
     refusals = []
     for binding in policy.bindings(snap):
@@ -382,7 +384,7 @@ def _refusals(snap, local_ip):
     return tuple(refusals)
 
 
-def _address_choices(snap):
+def _address_choices(snap: policy.SettingsSnapshot) -> tuple[AddressChoice, ...]:
     site_urls = {site.name: site.get_absolute_url() for site in InternetSite.objects.filter(name__in=[s.name for s in snap.sites])}
     credential_urls = {
         document.name: document.get_absolute_url() for document in TLSCredentials.objects.filter(name__in=list(snap.credentials))
@@ -408,7 +410,7 @@ def _address_choices(snap):
     return tuple(choices)
 
 
-def effective_settings(server):
+def effective_settings(server: Server) -> EffectiveSettings:
     """Every inbound setting of ``server`` with its source, and the site each local address resolves to."""
     snap = snapshots.load_snapshot(server.name, people_and_groups=False)
     return EffectiveSettings(

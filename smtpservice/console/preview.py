@@ -8,11 +8,12 @@ connections (spec 3.10). Configuration Settings hold no port setting, so their p
 """
 import errno
 import socket
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from django.utils.translation import gettext as _
 
-from directory.models import ConfigurationSettings, InternetSite, Server
+from directory.models import ConfigurationSettings, Document, InternetSite, Server
 from smtpservice.console.outage import Outage, outage_of
 from smtpservice.core import documents, policy
 from smtpservice.models import ListenerStatus
@@ -21,11 +22,11 @@ from smtpservice.store.snapshot import load_snapshot
 BIND, UNBIND, REBIND, MOVE, UNCHANGED = "bind", "unbind", "rebind", "move", "unchanged"
 
 
-def describe_addresses(addresses):
+def describe_addresses(addresses: Iterable[str]) -> str:
     return ", ".join(addresses) if addresses else _("every address")
 
 
-def describe_binding(binding):
+def describe_binding(binding: policy.Binding | None) -> str:
     """“2526 on every address” for a port the listener binds, “465, not bound” for one it does not."""
     if binding is None:
         return "—"
@@ -49,11 +50,11 @@ class PortChange:
     """True when another process holds the port on the listener's host; None when nobody can tell here."""
 
     @property
-    def label(self):
+    def label(self) -> str:
         return _("TCP/IP port") if self.kind == policy.TCP else _("SSL port")
 
     @property
-    def effect(self):
+    def effect(self) -> str:
         old, new = self.old, self.new
         was = old is not None and old.enabled
         if not was:
@@ -65,18 +66,18 @@ class PortChange:
         return REBIND if old.addresses != new.addresses else UNCHANGED
 
     @property
-    def rebinds(self):
+    def rebinds(self) -> bool:
         return self.effect != UNCHANGED
 
     @property
-    def before(self):
+    def before(self) -> str:
         return describe_binding(self.old)
 
     @property
-    def after(self):
+    def after(self) -> str:
         return describe_binding(self.new)
 
-    def describe(self):
+    def describe(self) -> str:
         """What the listener does with this port when the change is saved, in one sentence."""
         old, new = self.old, self.new
         effect = self.effect
@@ -111,15 +112,15 @@ class ServerEffect:
     out_before: bool = False
 
     @property
-    def running(self):
+    def running(self) -> bool:
         return self.status is not None and not self.status.is_stale
 
     @property
-    def open_sessions(self):
+    def open_sessions(self) -> int:
         return self.status.open_sessions if self.running else 0
 
     @property
-    def rebinds(self):
+    def rebinds(self) -> bool:
         return any(port.rebinds for port in self.ports)
 
 
@@ -128,25 +129,25 @@ class Preview:
     servers: tuple
 
     @property
-    def outages(self):
+    def outages(self) -> list[Outage]:
         return [server.outage for server in self.servers if server.outage is not None]
 
     @property
-    def causes_outage(self):
+    def causes_outage(self) -> bool:
         """Does saving stop mail to a server that receives it now? Then the change must be confirmed."""
         return any(server.outage is not None and not server.out_before for server in self.servers)
 
     @property
-    def affects_running_listener(self):
+    def affects_running_listener(self) -> bool:
         return any(server.running for server in self.servers)
 
 
-def with_server(snap, server):
+def with_server(snap: policy.SettingsSnapshot, server: Server) -> policy.SettingsSnapshot:
     """``snap`` with the values of an unsaved Server document in place of the stored ones."""
     return replace(snap, **documents.server_settings(server))
 
 
-def with_site(snap, site, stored):
+def with_site(snap: policy.SettingsSnapshot, site: InternetSite, stored: InternetSite | None) -> policy.SettingsSnapshot:
     """``snap`` with an unsaved Site document in place of its stored version (or added, or gone)."""
     replaced = stored.name if stored is not None else site.name
     sites = tuple(other for other in snap.sites if other.name != replaced)
@@ -215,12 +216,12 @@ def bind_problem(port: int, addresses: tuple) -> str | None:
     return None
 
 
-def statuses(servers):
+def statuses(servers: Sequence[Server]) -> list[tuple[Server, ListenerStatus | None]]:
     found = {status.server_id: status for status in ListenerStatus.objects.filter(server__in=servers)}
     return [(server, found.get(server.pk)) for server in servers]
 
 
-def server_effects(server, stored):
+def server_effects(server: Server, stored: Server | None) -> list[ServerEffect]:
     if stored is None:
         sites = tuple(documents.site_snapshot(site) for site in InternetSite.objects.hosting(server.name).select_related("tls_credentials"))
         new = with_server(policy.SettingsSnapshot(server_name=server.name, host_name=server.host_name, sites=sites), server)
@@ -235,7 +236,7 @@ def server_effects(server, stored):
     return [effect(server.name, old, with_server(old_for_new, server), status)]
 
 
-def site_effects(site, stored):
+def site_effects(site: InternetSite, stored: InternetSite | None) -> list[ServerEffect]:
     hosting = [
         server for server in Server.objects.order_by("name")
         if site.hosts(server.name) or (stored is not None and stored.hosts(server.name))
@@ -247,7 +248,7 @@ def site_effects(site, stored):
     return result
 
 
-def configured_servers(configuration):
+def configured_servers(configuration: ConfigurationSettings) -> list[Server]:
     """The servers a Configuration Settings document applies to: its server, or those without their own."""
     if configuration.server_id:
         return [configuration.server]
@@ -255,7 +256,7 @@ def configured_servers(configuration):
     return list(Server.objects.exclude(pk__in=others.values("server")).order_by("name"))
 
 
-def configuration_effects(configuration, stored):
+def configuration_effects(configuration: ConfigurationSettings, stored: ConfigurationSettings | None) -> list[ServerEffect]:
     servers = {server.pk: server for server in configured_servers(configuration)}
     if stored is not None:
         servers.update((server.pk, server) for server in configured_servers(stored))
@@ -269,7 +270,7 @@ def configuration_effects(configuration, stored):
 EFFECTS = {Server: server_effects, InternetSite: site_effects, ConfigurationSettings: configuration_effects}
 
 
-def preview(instance, stored=None):
+def preview(instance: Document, stored: Document | None = None) -> Preview | None:
     """What saving the unsaved ``instance`` (its stored version ``stored``, None when new) does to listeners.
 
     None for a document type no listener reads directly.

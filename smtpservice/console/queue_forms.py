@@ -2,6 +2,7 @@
 import email.utils
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
+from typing import Any
 
 from crispy_forms.helper import FormHelper
 from django import forms
@@ -51,7 +52,7 @@ class TestMessageForm(forms.Form):
         self.helper.form_tag = False
         self.helper.disable_csrf = True
 
-    def clean(self):
+    def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
         server = cleaned.get("server")
         if server is not None:
@@ -59,7 +60,7 @@ class TestMessageForm(forms.Form):
             cleaned["subject"] = cleaned.get("subject") or _("Test message from %(server)s") % {"server": server.name}
         return cleaned
 
-    def message_bytes(self, user_name):
+    def message_bytes(self, user_name: str) -> bytes:
         """The message as it goes on the wire, CRLF line ends (RFC 5322)."""
         data = self.cleaned_data
         server = data["server"]

@@ -4,8 +4,12 @@
 Reader sees, Editor acts. Queue actions are not directory changes, so they leave no audit entry:
 they are logged with ``smtpservice.core.outbound`` and in the message's attempt log.
 """
+from collections.abc import Iterable, Sequence
+from typing import Any
+
 from django.contrib import messages
-from django.db.models import Q
+from django.db.models import Q, QuerySet
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 from django.utils.translation import gettext, ngettext_lazy
@@ -17,7 +21,7 @@ from directory.models import Server
 from directory.permissions import RoleRequiredMixin
 from smtpservice.console.queue_forms import QueueFilterForm, TestMessageForm
 from smtpservice.core import outbound, policy
-from smtpservice.models import QueuedRecipient, ReceivedMessage
+from smtpservice.models import DeliveryAttempt, QueuedRecipient, ReceivedMessage
 from smtpservice.store import storage
 from smtpservice.store.queue import ACTIONS, apply_action, store
 
@@ -49,7 +53,7 @@ ACTION_TEXTS = {
 }
 
 
-def blocked_servers():
+def blocked_servers() -> list[tuple[Server, str]]:
     """``[(server, why)]`` for servers whose settings allow no outbound SMTP, so the queue says why mail is held."""
     found = []
     for server in Server.objects.all():
@@ -71,7 +75,7 @@ def blocked_servers():
     return found
 
 
-def with_result_labels(attempts):
+def with_result_labels(attempts: Iterable[DeliveryAttempt]) -> list[DeliveryAttempt]:
     """Give each attempt ``results``: (recipient, translated state, reply) from its stored recipients."""
     labels = dict(QueuedRecipient.State.choices)
     attempts = list(attempts)
@@ -81,7 +85,7 @@ def with_result_labels(attempts):
     return attempts
 
 
-def applies(action, recipients):
+def applies(action: str, recipients: Sequence[QueuedRecipient]) -> bool:
     """Whether an action would change any of these recipients (its button is shown only then)."""
     state, held_by = QueuedRecipient.State, QueuedRecipient.HeldBy
     waiting = any(
@@ -105,7 +109,7 @@ class QueueListView(QueueViewMixin, ListView):
     paginate_by = PAGE_SIZE
     context_object_name = "recipients"
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet[QueuedRecipient]:
         self.filters = QueueFilterForm(self.request.GET or None)
         rows = QueuedRecipient.objects.select_related("message__server").order_by("-message__received_at", "-message_id", "pk")
         if self.filters.is_valid():
@@ -121,7 +125,7 @@ class QueueListView(QueueViewMixin, ListView):
                 )
         return rows
 
-    def get_context_data(self, **kwargs):
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         filtered = any(self.request.GET.get(name) for name in self.filters.fields)
         kwargs.update(filters=self.filters, blocked_servers=blocked_servers(), filtered=filtered)
         return super().get_context_data(**kwargs)
@@ -134,10 +138,10 @@ class MessageDetailView(QueueViewMixin, DetailView):
     template_name = "queue/message_detail.html"
     context_object_name = "message"
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet[ReceivedMessage]:
         return ReceivedMessage.objects.select_related("server").defer("data")
 
-    def get_context_data(self, **kwargs):
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         recipients = list(self.object.queued_recipients.order_by("pk"))
         kwargs.update(
             recipients=recipients,
@@ -157,15 +161,15 @@ class MessageActionView(QueueViewMixin, TemplateView):
     edit_page = True
     template_name = "queue/message_action.html"
 
-    def get_message(self):
+    def get_message(self) -> ReceivedMessage:
         return get_object_or_404(ReceivedMessage.objects.defer("data"), pk=self.kwargs["pk"])
 
-    def get_context_data(self, **kwargs):
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         label, explanation, _done = ACTION_TEXTS[self.action]
         kwargs.update(message=self.get_message(), action=self.action, label=label, explanation=explanation)
         return super().get_context_data(**kwargs)
 
-    def post(self, request, *args, **kwargs):
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         message = self.get_message()
         count = apply_action(message, self.action, request.user.get_username())
         messages.success(request, ACTION_TEXTS[self.action][2] % {"count": count})
@@ -181,10 +185,10 @@ class TestMessageView(QueueViewMixin, FormView):
     form_class = TestMessageForm
     template_name = "queue/send_test.html"
 
-    def get_initial(self):
+    def get_initial(self) -> dict[str, Any]:
         return {"server": self.request.GET.get("server") or Server.objects.values_list("name", flat=True).first()}
 
-    def form_valid(self, form):
+    def form_valid(self, form: TestMessageForm) -> HttpResponse:
         server = form.cleaned_data["server"]
         snap, server_id = storage.load(server.name)
         message_pk, unknown = store(

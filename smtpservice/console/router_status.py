@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
+from directory.models import Server
 from smtpservice.console.presenters import NOTICE, OK, PROBLEM, when
 from smtpservice.models import QueuedRecipient, RouterStatus
 from smtpservice.store import queue, routers
@@ -17,7 +18,7 @@ from smtpservice.store.snapshot import current_revision
 State = QueuedRecipient.State
 
 
-def runrouter_command(server) -> str:
+def runrouter_command(server: Server) -> str:
     """The command that starts the router of ``server``, ready to paste into a shell."""
     return f"python manage.py runrouter --server {shlex.quote(server.name)}"
 
@@ -54,7 +55,7 @@ class RouterReport:
         return NOTICE if self.behind else OK
 
 
-def router_report(server) -> RouterReport:
+def router_report(server: Server) -> RouterReport:
     """What the dashboard says about the router of ``server``."""
     running = tuple(routers.fresh(server.pk))
     latest = routers.latest(server.pk)

@@ -13,6 +13,7 @@ import datetime
 import smtplib
 import socket
 import ssl
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -42,7 +43,7 @@ class Finding:
     text: str
 
     @property
-    def is_flag(self):
+    def is_flag(self) -> bool:
         return self.level == FLAG
 
 
@@ -58,7 +59,7 @@ class Certificate:
     verification: str
 
     @property
-    def expired(self):
+    def expired(self) -> bool:
         return self.not_after < timezone.now()
 
 
@@ -72,26 +73,26 @@ class PortProbe:
     certificate: Certificate | None = None
 
     @property
-    def label(self):
+    def label(self) -> str:
         return _("TCP/IP port %(port)s") % {"port": self.port} if self.kind == policy.TCP else _("SSL port %(port)s") % {"port": self.port}
 
     @property
-    def flags(self):
+    def flags(self) -> list[Finding]:
         return [finding for finding in self.findings if finding.is_flag]
 
-    def sent(self, line):
+    def sent(self, line: str) -> None:
         self.transcript.append(("C", line))
 
-    def got(self, code, text):
+    def got(self, code: int, text: bytes | str) -> None:
         """Record a reply as it came, one line per line of a multi-line reply."""
         lines = (text.decode("utf-8", "replace") if isinstance(text, bytes) else text).split("\n")
         for number, line in enumerate(lines):
             self.transcript.append(("S", f"{code}{'-' if number < len(lines) - 1 else ' '}{line}"))
 
-    def note(self, text):
+    def note(self, text: str) -> None:
         self.transcript.append(("", text))
 
-    def find(self, level, text):
+    def find(self, level: str, text: str) -> None:
         self.findings.append(Finding(level, text))
 
 
@@ -102,11 +103,11 @@ class SelfTest:
     ran_at: datetime.datetime
 
     @property
-    def flags(self):
+    def flags(self) -> list[Finding]:
         return [flag for probe in self.probes for flag in probe.flags]
 
     @property
-    def notices(self):
+    def notices(self) -> list[Finding]:
         """Findings short of a flag that a person should still read (an untrusted certificate)."""
         return [finding for probe in self.probes for finding in probe.findings if finding.level == NOTICE]
 
@@ -115,18 +116,18 @@ class ProbeStopped(Exception):
     """The probe cannot go on; its findings say why."""
 
 
-def probe_host(snap):
+def probe_host(snap: policy.SettingsSnapshot) -> str:
     return snap.listen_addresses[0] if snap.listen_addresses else "127.0.0.1"
 
 
-def run(snap, host=None, verify_context=None):
+def run(snap: policy.SettingsSnapshot, host: str | None = None, verify_context: ssl.SSLContext | None = None) -> SelfTest:
     """Probe every port the settings of ``snap`` bind, in parallel; ``verify_context`` checks the certificates
     (default: the system's trusted CAs)."""
     host = host or probe_host(snap)
     ports = [binding for binding in policy.bindings(snap) if binding.enabled]
     language = translation.get_language()
 
-    def probe_in_language(binding):
+    def probe_in_language(binding: policy.Binding) -> PortProbe:
         # A worker thread starts in the default language: the findings are read by whoever asked.
         with translation.override(language):
             return probe(snap, host, binding, verify_context)
@@ -136,7 +137,7 @@ def run(snap, host=None, verify_context=None):
     return SelfTest(host, tuple(probes), timezone.now())
 
 
-def probe(snap, host, binding, verify_context=None):
+def probe(snap: policy.SettingsSnapshot, host: str, binding: policy.Binding, verify_context: ssl.SSLContext | None = None) -> PortProbe:
     result = PortProbe(binding.port_kind, binding.port, host)
     client = _client(result, snap)
     try:
@@ -159,21 +160,21 @@ def probe(snap, host, binding, verify_context=None):
     return result
 
 
-def _error_text(error):
+def _error_text(error: BaseException) -> str:
     """An error in plain words; smtplib reports a timeout as a disconnection caused by it."""
     if isinstance(error, TimeoutError) or isinstance(error.__context__, TimeoutError):
         return _("no answer within %(seconds)s seconds") % {"seconds": f"{TIMEOUT:g}"}
     return str(error) or error.__class__.__name__
 
 
-def _unverified():
+def _unverified() -> ssl.SSLContext:
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     return context
 
 
-def _client(result, snap):
+def _client(result: PortProbe, snap: policy.SettingsSnapshot) -> smtplib.SMTP:
     if result.kind == policy.SSL:
         client = smtplib.SMTP_SSL(local_hostname=EHLO_NAME, timeout=TIMEOUT, context=_unverified())
     else:
@@ -182,7 +183,7 @@ def _client(result, snap):
     return client
 
 
-def _connect(result, client, snap, verify_context):
+def _connect(result: PortProbe, client: smtplib.SMTP, snap: policy.SettingsSnapshot, verify_context: ssl.SSLContext | None) -> None:
     values = {"port": result.port, "host": result.host}
     if result.kind == policy.SSL:
         result.note(_("Connecting to %(host)s port %(port)s with TLS from the first byte") % values)
@@ -214,7 +215,7 @@ def _connect(result, client, snap, verify_context):
         raise ProbeStopped
 
 
-def _ehlo(result, client):
+def _ehlo(result: PortProbe, client: smtplib.SMTP) -> dict[str, str]:
     result.sent(f"EHLO {EHLO_NAME}")
     code, text = client.ehlo()
     result.got(code, text)
@@ -224,7 +225,7 @@ def _ehlo(result, client):
     return dict(client.esmtp_features)
 
 
-def _auth_before_tls(result, features):
+def _auth_before_tls(result: PortProbe, features: dict[str, str]) -> None:
     if "auth" in features:
         result.find(FLAG, _(
             "AUTH is offered before TLS: passwords can travel in clear text. Set TCP/IP authentication: Name & "
@@ -235,7 +236,7 @@ def _auth_before_tls(result, features):
         result.find(GOOD, _("AUTH is not offered before TLS."))
 
 
-def _starttls(result, client, snap, verify_context):
+def _starttls(result: PortProbe, client: smtplib.SMTP, snap: policy.SettingsSnapshot, verify_context: ssl.SSLContext | None) -> None:
     result.sent("STARTTLS")
     try:
         code, text = client.starttls(context=_unverified())
@@ -255,11 +256,11 @@ def _starttls(result, client, snap, verify_context):
     result.find(GOOD, _("STARTTLS works (%(version)s).") % {"version": client.sock.version()})
 
 
-def _ssl_socket(result):
+def _ssl_socket(result: PortProbe) -> socket.socket:
     return socket.create_connection((result.host, result.port), timeout=TIMEOUT)
 
 
-def _starttls_socket(result):
+def _starttls_socket(result: PortProbe) -> socket.socket:
     """A socket on which the listener has just answered 220 to STARTTLS: the TLS handshake comes next."""
     client = smtplib.SMTP(local_hostname=EHLO_NAME, timeout=TIMEOUT)
     try:
@@ -276,7 +277,10 @@ def _starttls_socket(result):
     return sock
 
 
-def _certificate(tls_socket, fresh_socket, snap, verify_context):
+def _certificate(
+    tls_socket: ssl.SSLSocket, fresh_socket: Callable[[], socket.socket], snap: policy.SettingsSnapshot,
+    verify_context: ssl.SSLContext | None,
+) -> Certificate:
     """The certificate of this TLS session, and whether a verifying handshake on a fresh connection trusts it."""
     certificate = x509.load_der_x509_certificate(tls_socket.getpeercert(binary_form=True))
     described = tls.describe(certificate)
@@ -294,7 +298,7 @@ def _certificate(tls_socket, fresh_socket, snap, verify_context):
     )
 
 
-def _judge_certificate(result):
+def _judge_certificate(result: PortProbe) -> None:
     """An expired certificate makes every client that checks it refuse TLS: a flag."""
     certificate = result.certificate
     if not certificate.verified:
@@ -309,7 +313,7 @@ def _judge_certificate(result):
         ) % {"date": formats.date_format(timezone.localtime(certificate.not_after), "SHORT_DATE_FORMAT")})
 
 
-def _relay_probe(result, client, snap):
+def _relay_probe(result: PortProbe, client: smtplib.SMTP, snap: policy.SettingsSnapshot) -> None:
     """MAIL FROM and RCPT TO an outside domain; an accepted RCPT is flagged unless only this console is trusted."""
     result.sent(f"MAIL FROM:<{RELAY_SENDER}>")
     code, text = client.mail(RELAY_SENDER)
@@ -352,7 +356,7 @@ def _relay_probe(result, client, snap):
     ) % {"domain": RELAY_DOMAIN, "why": outside.detail})
 
 
-def _quit(result, client):
+def _quit(result: PortProbe, client: smtplib.SMTP) -> None:
     """RSET and QUIT, so the listener drops the probe's envelope; a broken session is just closed."""
     if client.sock is None:
         client.close()

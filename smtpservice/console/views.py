@@ -8,13 +8,14 @@ import email
 import email.policy
 import ipaddress
 from email.errors import MessageError
+from typing import Any
 
 from django import forms
-from django.db.models import Count, Max, OuterRef, Q, Subquery
+from django.db.models import Count, Max, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
-from django.http import HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
-from django.utils.functional import cached_property
+from django.utils.functional import Promise, cached_property
 from django.utils.http import content_disposition_header
 from django.utils.translation import gettext_lazy as _
 from django.views.generic import DetailView, ListView, View
@@ -35,7 +36,7 @@ class ConsolePageMixin(RoleRequiredMixin):
 
     nav_section = MAIL
 
-    def get_context_data(self, **kwargs):
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         kwargs.setdefault("nav_section", self.nav_section)
         return super().get_context_data(**kwargs)
 
@@ -46,33 +47,33 @@ class FilteredListView(ConsolePageMixin, ListView):
     paginate_by = PAGE_SIZE
     filter_form_class = None
 
-    def base_queryset(self):
+    def base_queryset(self) -> QuerySet[Any]:
         raise NotImplementedError
 
-    def filter(self, queryset, wanted):
+    def filter(self, queryset: QuerySet[Any], wanted: dict[str, Any]) -> QuerySet[Any]:
         raise NotImplementedError
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet[Any]:
         self.filter_form = self.filter_form_class(self.request.GET)
         queryset = self.base_queryset()
         if not self.filter_form.is_valid():
             return queryset.none()
         return self.filter(queryset, self.filter_form.cleaned_data)
 
-    def get_context_data(self, **kwargs):
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         kwargs.setdefault("filter_form", self.filter_form)
         return super().get_context_data(**kwargs)
 
 
-def select_field(choices, **kwargs):
+def select_field(choices: list[tuple[str, str | Promise]], **kwargs: Any) -> forms.ChoiceField:
     return forms.ChoiceField(choices=choices, required=False, widget=forms.Select(attrs={"class": "form-select"}), **kwargs)
 
 
-def search_field(**kwargs):
+def search_field(**kwargs: Any) -> forms.CharField:
     return forms.CharField(required=False, widget=forms.TextInput(attrs={"class": "form-control", "type": "search"}), **kwargs)
 
 
-def server_field():
+def server_field() -> forms.ModelChoiceField:
     return forms.ModelChoiceField(
         Server.objects.all(), to_field_name="name", required=False, label=_("Server"), empty_label=_("All servers"),
         widget=forms.Select(attrs={"class": "form-select"}),
@@ -87,7 +88,7 @@ class MessageFilterForm(forms.Form):
     q = search_field(label=_("Search"), help_text=_("Subject, MAIL FROM, recipient, Message-ID or client address"))
 
 
-def message_search(text):
+def message_search(text: str) -> Q:
     return (
         Q(subject__icontains=text) | Q(mail_from__icontains=text) | Q(recipients__icontains=text)
         | Q(message_id__icontains=text) | Q(client_address__startswith=text)
@@ -100,10 +101,10 @@ class ReceivedMessageListView(FilteredListView):
     template_name = "smtpservice/message_list.html"
     filter_form_class = MessageFilterForm
 
-    def base_queryset(self):
+    def base_queryset(self) -> QuerySet[ReceivedMessage]:
         return ReceivedMessage.objects.select_related("server").defer("data")
 
-    def filter(self, queryset, wanted):
+    def filter(self, queryset: QuerySet[ReceivedMessage], wanted: dict[str, Any]) -> QuerySet[ReceivedMessage]:
         if wanted["server"]:
             queryset = queryset.filter(server=wanted["server"])
         if wanted["q"]:
@@ -111,7 +112,7 @@ class ReceivedMessageListView(FilteredListView):
         return queryset
 
 
-def split_message(data):
+def split_message(data: bytes) -> tuple[str, str | None]:
     """``(headers as text, plain-text body or None)`` of a stored message, for reading it in the console."""
     end = min((i for i in (data.find(b"\r\n\r\n"), data.find(b"\n\n")) if i >= 0), default=len(data))
     headers = data[:end].decode("utf-8", "replace")
@@ -126,7 +127,7 @@ def split_message(data):
 class MessageContextMixin:
     """What the message page shows of a message: headers, text, local deliveries, the session it came in."""
 
-    def message_context(self, message):
+    def message_context(self, message: ReceivedMessage) -> dict[str, Any]:
         data = bytes(message.data)
         headers, body = split_message(data)
         return {
@@ -143,7 +144,7 @@ class ReceivedMessageDetailView(MessageContextMixin, ConsolePageMixin, DetailVie
     template_name = "smtpservice/message_detail.html"
     queryset = ReceivedMessage.objects.select_related("server")
 
-    def get_context_data(self, **kwargs):
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         kwargs.update(self.message_context(self.object))
         return super().get_context_data(**kwargs)
 
@@ -153,7 +154,7 @@ class MessageDownloadView(ConsolePageMixin, SingleObjectMixin, View):
 
     queryset = ReceivedMessage.objects.only("pk", "data")
 
-    def get(self, request, *args, **kwargs):
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         message = self.get_object()
         response = HttpResponse(bytes(message.data), content_type="message/rfc822")
         response["Content-Disposition"] = content_disposition_header(True, f"message-{message.pk}.eml")
@@ -173,7 +174,7 @@ class MailboxListView(FilteredListView):
     template_name = "smtpservice/mailbox_list.html"
     filter_form_class = SearchForm
 
-    def base_queryset(self):
+    def base_queryset(self) -> QuerySet[Person]:
         # Counted per person shown by a subquery, not by grouping every person's mail: a page of 25 people
         # out of 10,000 then reads only their 25 mailboxes, and the page count needs no grouping at all.
         mail = MailboxEntry.objects.filter(person=OuterRef("pk")).order_by().values("person")
@@ -182,7 +183,7 @@ class MailboxListView(FilteredListView):
             last_delivery=Subquery(mail.annotate(last=Max("delivered_at")).values("last")),
         ).order_by("full_name")
 
-    def filter(self, queryset, wanted):
+    def filter(self, queryset: QuerySet[Person], wanted: dict[str, Any]) -> QuerySet[Person]:
         if wanted["q"]:
             queryset = queryset.filter(Q(full_name__icontains=wanted["q"]) | Q(internet_address__icontains=wanted["q"]))
         return queryset
@@ -195,20 +196,20 @@ class MailboxView(FilteredListView):
     filter_form_class = SearchForm
 
     @cached_property
-    def person(self):
+    def person(self) -> Person:
         """Looked up after the role check, so a user without a role learns nothing about people."""
         return get_object_or_404(Person, pk=self.kwargs["pk"])
 
-    def base_queryset(self):
+    def base_queryset(self) -> QuerySet[MailboxEntry]:
         return self.person.mailbox.select_related("message").defer("message__data")
 
-    def filter(self, queryset, wanted):
+    def filter(self, queryset: QuerySet[MailboxEntry], wanted: dict[str, Any]) -> QuerySet[MailboxEntry]:
         if wanted["q"]:
             text = wanted["q"]
             queryset = queryset.filter(Q(message__subject__icontains=text) | Q(message__mail_from__icontains=text))
         return queryset
 
-    def get_context_data(self, **kwargs):
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         kwargs.setdefault("person", self.person)
         return super().get_context_data(**kwargs)
 
@@ -220,7 +221,7 @@ class MailboxMessageView(MessageContextMixin, ConsolePageMixin, DetailView):
     queryset = MailboxEntry.objects.select_related("person", "message__server")
     context_object_name = "entry"
 
-    def get_context_data(self, **kwargs):
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         kwargs.update(self.message_context(self.object.message), person=self.object.person)
         return super().get_context_data(**kwargs)
 
@@ -238,7 +239,7 @@ class SessionFilterForm(forms.Form):
     date = forms.DateField(label=_("Date"), required=False, widget=forms.DateInput(attrs={"class": "form-control", "type": "date"}))
 
 
-def client_filter(text):
+def client_filter(text: str) -> Q:
     """A whole address matches exactly; anything else matches the addresses it begins."""
     try:
         return Q(client_address=str(ipaddress.ip_address(text)))
@@ -246,7 +247,7 @@ def client_filter(text):
         return Q(client_address__startswith=text)
 
 
-def reply_class_filter(digit):
+def reply_class_filter(digit: str) -> Q:
     """Sessions that got a reply of this class: the last one, or any decision recorded in the log.
 
     Decisions are JSON objects; both SQLite and PostgreSQL write them with ``"reply": "554 ..."``.
@@ -261,10 +262,10 @@ class SessionLogListView(FilteredListView):
     filter_form_class = SessionFilterForm
     nav_section = SESSIONS
 
-    def base_queryset(self):
+    def base_queryset(self) -> QuerySet[SessionLog]:
         return SessionLog.objects.select_related("server").defer("events")
 
-    def filter(self, queryset, wanted):
+    def filter(self, queryset: QuerySet[SessionLog], wanted: dict[str, Any]) -> QuerySet[SessionLog]:
         if wanted["server"]:
             queryset = queryset.filter(server=wanted["server"])
         if wanted["client"]:
@@ -290,7 +291,7 @@ class SessionLogDetailView(ConsolePageMixin, DetailView):
     context_object_name = "session"
     nav_section = SESSIONS
 
-    def get_context_data(self, **kwargs):
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         kwargs.setdefault("port_kind", PORT_KINDS.get(self.object.port_kind, self.object.port_kind))
         kwargs.setdefault("messages_received", ReceivedMessage.objects.filter(
             server=self.object.server_id, session_id=self.object.session_id,

@@ -2,10 +2,13 @@
 dashboard and the Server document, ``{% effective_settings server %}`` on the Server document."""
 from email.errors import HeaderParseError
 from email.header import decode_header, make_header
+from typing import Any
 
 from django import template
+from django.template import Context
 
 from directory import roles
+from directory.models import Server
 from smtpservice.console import presenters as console
 from smtpservice.core import texts
 
@@ -13,26 +16,26 @@ register = template.Library()
 
 
 @register.inclusion_tag("includes/listener_status.html", takes_context=True)
-def listener_status(context, server, heading_level=2):
+def listener_status(context: Context, server: Server, heading_level: int = 2) -> dict[str, Any]:
     return {
         "server": server, "report": console.listener_report(server), "heading_level": heading_level,
         "can_restore": can_restore(context),
     }
 
 
-def can_restore(context):
+def can_restore(context: Context) -> bool:
     """May the user viewing the page restore a version of a Server document (its edit role, Editor)?"""
     request = context.get("request")
     return request is not None and roles.has_role(request.user, roles.EDITOR)
 
 
 @register.inclusion_tag("includes/effective_settings.html")
-def effective_settings(server):
+def effective_settings(server: Server) -> dict[str, Any]:
     return {"server": server, "effective": console.effective_settings(server)}
 
 
 @register.filter
-def decoded_header(value):
+def decoded_header(value: str | None) -> str | None:
     """A header as stored (RFC 2047 encoded words and all) as the reader should see it."""
     try:
         return str(make_header(decode_header(value or "")))
@@ -41,6 +44,6 @@ def decoded_header(value):
 
 
 @register.filter
-def stored_text(value):
+def stored_text(value: str | None) -> str:
     """A text a daemon or an action stored, in the reader's language (``smtpservice.core.texts``)."""
     return texts.render(value or "")
