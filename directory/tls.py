@@ -86,7 +86,7 @@ def describe(certificate):
     )
 
 
-def covers(host_names, host_name):
+def covers(host_names, host_name) -> bool:
     """Does a certificate for ``host_names`` cover ``host_name``? ``*.acme.test`` covers one label."""
     wanted = host_name.lower().rstrip(".")
     for pattern in host_names:

@@ -22,7 +22,7 @@ def is_host_name(value):
     return all(HOST_LABEL.match(label) for label in labels)
 
 
-def is_ip_or_network(value):
+def is_ip_or_network(value) -> bool:
     try:
         ipaddress.ip_network(value, strict=False)
     except ValueError:
@@ -30,12 +30,12 @@ def is_ip_or_network(value):
     return True
 
 
-def validate_host_name(value):
+def validate_host_name(value) -> None:
     if not is_host_name(value):
         raise ValidationError(_("“%(value)s” is not a valid host name."), code="invalid_host", params={"value": value})
 
 
-def validate_ip_address(value):
+def validate_ip_address(value) -> None:
     try:
         ipaddress.ip_address(value)
     except ValueError:
@@ -44,7 +44,7 @@ def validate_ip_address(value):
         ) from None
 
 
-def validate_ip_or_network(value):
+def validate_ip_or_network(value) -> None:
     """An IP address or a CIDR range such as 192.0.2.0/24 with no host bits set."""
     try:
         ipaddress.ip_network(value, strict=True)
@@ -68,7 +68,7 @@ def validate_host_entry(value: str) -> None:
         )
 
 
-def validate_mapped_address(value):
+def validate_mapped_address(value) -> None:
     """``*``, an IP address or a host name of a local interface."""
     if value == "*":
         return
@@ -102,7 +102,7 @@ def split_host_port(value, default_port=None):
     return host, int(port)
 
 
-def validate_host_port(value):
+def validate_host_port(value) -> None:
     """``host`` or ``host:port`` with a port from 1 to 65535."""
     try:
         host, _port = split_host_port(value)
@@ -121,7 +121,7 @@ def validate_host_port(value):
             ) from None
 
 
-def validate_domain(value):
+def validate_domain(value) -> None:
     """A mail domain, optionally written ``*.acme.test`` or ``.acme.test`` for its subdomains."""
     bare = value[2:] if value.startswith("*.") else value[1:] if value.startswith(".") else value
     if not is_host_name(bare) or "." not in bare.strip("."):
@@ -167,7 +167,7 @@ def validate_name_rules(value: str) -> None:
         raise ValidationError(errors)
 
 
-def validate_name_or_wildcard(value):
+def validate_name_or_wildcard(value) -> None:
     """An access-list entry: a name, a group name, ``*`` or ``*/Org``."""
     if value == "*" or value.startswith("*/"):
         if value != "*" and not names.is_valid_name(value[2:]):
@@ -192,7 +192,7 @@ def validate_hierarchical_name(value: str) -> None:
     validate_name_rules(value)
 
 
-def validate_server_entry(value):
+def validate_server_entry(value) -> None:
     """A server name or ``*`` (all servers), as in a Site document's hosting list."""
     if value != "*":
         validate_hierarchical_name(value)
