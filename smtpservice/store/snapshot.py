@@ -49,7 +49,7 @@ def _revision_sql(connection, template):
     )
 
 
-def bump_revision(sender=None, using=None, **kwargs):
+def bump_revision(sender=None, using=None, **kwargs) -> None:
     """Signal receiver: count one more directory change, in the transaction that saves it."""
     now = timezone.now()
     connection = connections[using or DEFAULT_DB_ALIAS]
@@ -65,7 +65,7 @@ def bump_revision(sender=None, using=None, **kwargs):
         )
 
 
-def connect_signals():
+def connect_signals() -> None:
     for model in document_models():
         label = model._meta.label_lower
         post_save.connect(bump_revision, sender=model, dispatch_uid=f"smtpservice.revision.save.{label}")

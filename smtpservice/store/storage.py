@@ -22,11 +22,11 @@ log = logging.getLogger("smtpservice.listener")
 current_revision = snapshots.current_revision
 
 
-def close_old_connections():
+def close_old_connections() -> None:
     django_close_old_connections()
 
 
-def close_all_connections():
+def close_all_connections() -> None:
     """Close this thread's connections when the listener stops (a test database can then be dropped)."""
     connections.close_all()
 
