@@ -78,6 +78,8 @@ INSTALLED_APPS = [
     "crispy_forms",
     "crispy_bootstrap5",
     "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "adminconsole",
     "directory",
     "smtpservice",
@@ -93,10 +95,12 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",
+    "adminconsole.accounts.TwoFactorRequiredMiddleware",
 ]
 
 AUTHENTICATION_BACKENDS = [
@@ -126,8 +130,18 @@ TEMPLATES = [
 
 DATA_DIR = Path(os.environ.get("DATA_DIR", BASE_DIR / "var"))
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
+SQLITE_OPTIONS = {
+    # WAL lets the console read while the listener writes; FULL makes a commit durable before the 250
+    # that acknowledges a message; IMMEDIATE takes the write lock at BEGIN, so that processes writing at
+    # once (listener workers, router) wait for each other instead of failing on a lock upgrade.
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;",
+    "transaction_mode": "IMMEDIATE",
+    "timeout": 20,
+}
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=envint("CONN_MAX_AGE", 0))}
+    if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+        DATABASES["default"]["OPTIONS"] = {**SQLITE_OPTIONS, **DATABASES["default"].get("OPTIONS", {})}
 else:
     # The data folder is made here, so that `manage.py migrate` works in a fresh clone without make.
     DATA_DIR.mkdir(parents=True, exist_ok=True)
@@ -135,13 +149,7 @@ else:
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": DATA_DIR / "directory.sqlite3",
-            "OPTIONS": {
-                # WAL lets the console read while the listener writes; FULL makes a commit durable
-                # before the 250 that acknowledges a message.
-                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;",
-                "transaction_mode": "IMMEDIATE",
-                "timeout": 20,
-            },
+            "OPTIONS": dict(SQLITE_OPTIONS),
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -155,6 +163,10 @@ AUTH_PASSWORD_VALIDATORS = [
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
+# Two-factor authentication (TOTP, django-otp): any console user may turn it on for their account; with
+# this setting a Manager must, and is sent to set it up before any other page (docs/console.md).
+CONSOLE_TOTP_REQUIRED_FOR_MANAGERS = envbool("CONSOLE_TOTP_REQUIRED_FOR_MANAGERS", False)
+OTP_TOTP_ISSUER = "SMTP console"
 LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en"

@@ -1,4 +1,6 @@
 """Console pages that span the directory: dashboard, audit trail, and console users with their roles."""
+from dataclasses import dataclass
+
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
@@ -17,34 +19,97 @@ from django.utils.translation import gettext_lazy as _
 from django.views.generic import FormView, ListView, TemplateView
 from django.views.i18n import set_language as django_set_language
 
+from adminconsole.accounts import USER_DOCUMENT_TYPE, audit_user
 from directory import roles
 from directory.models import AuditEntry, Server, TLSCredentials
 from directory.permissions import RoleRequiredMixin
-from directory.presenters import DOCUMENT_TYPES, PAGE_SIZE, labelled_warnings, with_change_rows
+from directory.presenters import BY_NAME, DOCUMENT_TYPES, PAGE_SIZE, labelled_warnings, with_change_rows
+from smtpservice.console import charts
+from smtpservice.console import presenters as console
+from smtpservice.console.facts import directory_fact
+from smtpservice.console.outage import Outage, server_outage
 from smtpservice.models import MailboxEntry
+from smtpservice.store import traffic
+from smtpservice.store.snapshot import current_revision
+from smtpservice.store.traffic import ServerTraffic
 
 EXPIRY_WARNING_DAYS = 30
-USER_DOCUMENT_TYPE = "user"
 
 # The language switcher must work on the login page too.
 set_language = login_not_required(django_set_language)
 
 
+@dataclass(frozen=True)
+class ServerSummary:
+    """One server at a glance: listener, ports, outage, traffic and queue numbers, charts, warnings."""
+
+    server: Server
+    report: console.ListenerReport
+    outage: Outage | None
+    traffic: ServerTraffic
+    charts: tuple
+    warnings: list
+
+    @property
+    def up(self) -> bool:
+        return self.report.level in (console.OK, console.NOTICE) and self.report.status is not None
+
+    @property
+    def ports_flag(self) -> str:
+        return gettext("Outage") if self.outage else self.report.flag
+
+    @property
+    def ports_level(self) -> str:
+        return console.PROBLEM if self.outage else self.report.flag_level
+
+
+REFRESH_SECONDS = 30
+PICKUP_REFRESH_SECONDS = 3
+"""While a listener has not yet reported the directory's revision, the page reloads soon to show it has."""
+
+
+def server_summaries(servers) -> list:
+    numbers = traffic.traffic(server.pk for server in servers)
+    current = current_revision()
+    return [
+        ServerSummary(
+            server, console.listener_report(server, current),
+            directory_fact(current, ("outage", server.pk), lambda server=server: server_outage(server)),
+            numbers[server.pk], charts.charts(numbers[server.pk]),
+            directory_fact(current, ("warnings", server.pk), lambda server=server: labelled_warnings(server)),
+        )
+        for server in servers
+    ]
+
+
+def recent_changes(count: int = 10) -> list:
+    """The last changes, one line each: who, what, which document (the full diff is on the audit page)."""
+    entries = list(AuditEntry.objects.only("timestamp", "actor", "action", "document_type", "object_repr")[:count])
+    for entry in entries:
+        document_type = BY_NAME.get(entry.document_type)
+        entry.document_type_label = capfirst(document_type.verbose_name) if document_type else gettext("Console user")
+    return entries
+
+
 class DashboardView(RoleRequiredMixin, TemplateView):
-    """What an administrator checks first: documents, ports of each server, warnings, expiring certificates."""
+    """What an administrator checks first: each server's state and traffic, warnings, expiring certificates."""
 
     template_name = "adminconsole/dashboard.html"
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
+        summaries = server_summaries(list(Server.objects.select_related("tls_credentials").order_by("name")))
+        behind = any(summary.report.revision_behind for summary in summaries)
         context.update(
             counts=[(document_type, document_type.model.objects.count()) for document_type in DOCUMENT_TYPES],
-            servers=[(server, labelled_warnings(server)) for server in Server.objects.select_related("tls_credentials")],
+            servers=summaries,
+            can_restore=roles.has_role(self.request.user, roles.EDITOR),
+            refresh_seconds=PICKUP_REFRESH_SECONDS if behind else REFRESH_SECONDS,
             expiring=TLSCredentials.objects.filter(
                 not_after__lt=timezone.now() + timezone.timedelta(days=EXPIRY_WARNING_DAYS)
             ).order_by("not_after"),
             expiry_warning_days=EXPIRY_WARNING_DAYS,
-            recent=with_change_rows(AuditEntry.objects.select_related("user")[:10]),
+            recent=recent_changes(),
             postmaster_waiting=MailboxEntry.objects.filter(person__isnull=True).count(),
         )
         return context
@@ -118,10 +183,7 @@ def assign_role(user, role, by):
         user.groups.add(AuthGroup.objects.get_or_create(name=role)[0])
     user.__dict__.pop("_role_names", None)
     if before != role:
-        AuditEntry.objects.create(
-            user=by, actor=by.get_username(), action=AuditEntry.Action.CHANGE, document_type=USER_DOCUMENT_TYPE,
-            object_id=str(user.pk), object_repr=user.get_username(), changes={"role": [before, role or None]},
-        )
+        audit_user(by, user, {"role": [before, role or None]})
 
 
 class ManagerOnlyMixin(RoleRequiredMixin):

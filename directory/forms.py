@@ -10,8 +10,9 @@ from django import forms
 from django.core.exceptions import FieldDoesNotExist
 from django.utils.functional import cached_property
 from django.utils.html import format_html
-from django.utils.text import capfirst, format_lazy
+from django.utils.text import capfirst, format_lazy, slugify
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import override
 
 from directory import models, validators
 
@@ -121,6 +122,25 @@ def bool_choice_field(model_field):
 ENABLED_CHOICES = [(True, _("Enabled")), (False, _("Disabled"))]
 
 
+class Tabs(tuple):
+    """Tabs inside a tab, as Domino nests Ports > Internet Ports > Mail: ``Tabs(((label, items), ...))``."""
+
+
+def tab_id(label) -> str:
+    """The anchor of a tab, from its English label: a shared link opens the same tab in every language."""
+    with override("en"):
+        return f"tab-{slugify(str(label))}"
+
+
+def tab_holder(tabs) -> TabHolder:
+    """Crispy tabs (nested ones too) with stable anchors and the tab roles (templates/bootstrap5/layout/)."""
+    return TabHolder(*(
+        Tab(label, *[tab_holder(item) if isinstance(item, Tabs) else item for item in items],
+            css_id=tab_id(label), role="tabpanel", aria_labelledby=f"{tab_id(label)}-link")
+        for label, items in tabs
+    ))
+
+
 class DocumentForm(forms.ModelForm):
     """Base form: capitalised labels, warnings the admin confirms, crispy tabs from ``tabs``."""
 
@@ -135,6 +155,7 @@ class DocumentForm(forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.warnings = []
+        self.notices = []
         for name, field in list(self.fields.items()):
             model_field = self._model_field(name)
             if model_field is None:
@@ -170,7 +191,7 @@ class DocumentForm(forms.ModelForm):
         helper.disable_csrf = True
         if self.tabs:
             helper.layout = Layout(
-                TabHolder(*(Tab(label, *items) for label, items in self.tabs)),
+                tab_holder(self.tabs),
                 "confirm_warnings",
             )
         return helper
@@ -184,8 +205,13 @@ class DocumentForm(forms.ModelForm):
     def _post_clean(self):
         super()._post_clean()
         if not self.errors and self.check_warnings:
-            self.warnings = self.instance.warnings()
-            for field, _code, message in self.warnings:
+            # A warning about a value this save does not change is a standing notice, not a question:
+            # asking again on every save of the document would teach the admin to click through it.
+            self.warnings, self.notices = [], []
+            for warning in self.instance.warnings():
+                unchanged = self.instance.pk is not None and warning[0] in self.fields and warning[0] not in self.changed_data
+                (self.notices if unchanged else self.warnings).append(warning)
+            for field, _code, message in self.warnings + self.notices:
                 if field in self.fields:
                     original = self.fields[field].help_text
                     self.fields[field].help_text = format_html(
@@ -231,24 +257,25 @@ class ServerForm(DocumentForm):
     tabs = (
         (_("Basics"), ["name", "host_name", "smtp_listener_enabled", "load_internet_sites", "listen_addresses"]),
         (_("Security"), ["access_server", "not_access_server", "internet_authentication"]),
-        (_("Ports"), [HTML(format_lazy("<h5>{}</h5>", _("Internet Ports"))), "tls_credentials"]),
-        (_("Mail"), [
-            Row(
-                Column(
-                    HTML(format_lazy('<h5 id="smtp-inbound">{}</h5>', _("Mail (SMTP Inbound)"))),
-                    "smtp_inbound_tcp_port", "smtp_inbound_tcp_status", "smtp_inbound_enforce_server_access",
-                    "smtp_inbound_tcp_auth_name_password", "smtp_inbound_tcp_auth_anonymous",
-                    "smtp_inbound_ssl_port", "smtp_inbound_ssl_status", "smtp_inbound_ssl_auth_client_certificate",
-                    "smtp_inbound_ssl_auth_name_password", "smtp_inbound_ssl_auth_anonymous",
-                    css_class="col-md-6",
-                ),
-                Column(
-                    HTML(format_lazy('<h5 id="smtp-outbound">{}</h5>', _("Mail (SMTP Outbound)"))),
-                    "smtp_outbound_tcp_port", "smtp_outbound_tcp_status", "smtp_outbound_ssl_port", "smtp_outbound_ssl_status",
-                    css_class="col-md-6",
-                ),
-            )
-        ]),
+        (_("Ports"), [Tabs((
+            (_("Internet Ports"), ["tls_credentials", Tabs((
+                (_("Mail"), [Row(
+                    Column(
+                        HTML(format_lazy('<h5 id="smtp-inbound">{}</h5>', _("Mail (SMTP Inbound)"))),
+                        "smtp_inbound_tcp_port", "smtp_inbound_tcp_status", "smtp_inbound_enforce_server_access",
+                        "smtp_inbound_tcp_auth_name_password", "smtp_inbound_tcp_auth_anonymous",
+                        "smtp_inbound_ssl_port", "smtp_inbound_ssl_status", "smtp_inbound_ssl_auth_client_certificate",
+                        "smtp_inbound_ssl_auth_name_password", "smtp_inbound_ssl_auth_anonymous",
+                        css_class="col-md-6",
+                    ),
+                    Column(
+                        HTML(format_lazy('<h5 id="smtp-outbound">{}</h5>', _("Mail (SMTP Outbound)"))),
+                        "smtp_outbound_tcp_port", "smtp_outbound_tcp_status", "smtp_outbound_ssl_port", "smtp_outbound_ssl_status",
+                        css_class="col-md-6",
+                    ),
+                )]),
+            ))]),
+        ))]),
     )
 
 

@@ -11,7 +11,7 @@ import copy
 import difflib
 import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from django.contrib.auth.hashers import identify_hasher
 from django.core.exceptions import ValidationError
@@ -25,6 +25,8 @@ from directory.forms import FORMS
 if TYPE_CHECKING:
     from django.forms import ModelForm
     from django.utils.functional import Promise
+
+    from directory.audit import User
 
 FORMAT = 1
 SOURCE = "importdirectory"
@@ -397,11 +399,34 @@ class Report:
     tallies: dict = field(default_factory=dict)
 
 
-def import_directory(document: object, replace: bool = False, dry_run: bool = False) -> Report:
-    """Validate and apply a parsed import file; on any error, or with ``dry_run``, roll everything back."""
+class FileError(ValueError):
+    """A file that is not a JSON document at all: the command and the console page say why in one line."""
+
+
+def _refuse_constant(name: str) -> NoReturn:
+    """Python reads NaN and Infinity, which JSON (RFC 8259 s 6) does not have."""
+    raise ValueError(_("%(value)s is not a JSON value") % {"value": name})
+
+
+def loads(text: str, file: str) -> object:
+    """The parsed import file ``file`` (its name, for the messages), or FileError saying why it is not JSON."""
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise FileError(_("%(file)s nests lists or objects too deeply to be a directory file.") % {"file": file}) from None
+    except ValueError as error:
+        # JSONDecodeError, and numbers too long to convert (sys.get_int_max_str_digits).
+        raise FileError(_("%(file)s is not valid JSON: %(error)s") % {"file": file, "error": error}) from None
+
+
+def import_directory(document: object, replace: bool = False, dry_run: bool = False, user: User = None) -> Report:
+    """Validate and apply a parsed import file; on any error, or with ``dry_run``, roll everything back.
+
+    ``user`` is the console user importing from the console's page, recorded in the audit trail.
+    """
     report = Report()
     with transaction.atomic():
-        Importer(report, replace).run(document)
+        Importer(report, replace, user).run(document)
         if report.errors or dry_run:
             transaction.set_rollback(True)
     return report
@@ -410,9 +435,10 @@ def import_directory(document: object, replace: bool = False, dry_run: bool = Fa
 class Importer:
     """Applies one file inside the caller's transaction, recording every problem in the report."""
 
-    def __init__(self, report: Report, replace: bool) -> None:
+    def __init__(self, report: Report, replace: bool, user: User = None) -> None:
         self.report = report
         self.replace = replace
+        self.user = user
         self.listed = {}  # type key -> pks of existing documents the file lists
         self.imported = {}  # type key -> {pk: where} of documents saved or unchanged
         self.seen = {}  # type key -> {normalised name: where}
@@ -638,7 +664,7 @@ class Importer:
     def save_one(self, where: str, form: ModelForm) -> models.Document | None:
         """Save one document through the audit trail; a refusal of the database is an error of the document."""
         try:
-            return audit.save_document(form, None, source=SOURCE)
+            return audit.save_document(form, self.user, source=SOURCE)
         except IntegrityError as error:
             self.error(where, _("The database refused this document: %(error)s") % {"error": error})
             return None
@@ -672,7 +698,7 @@ class Importer:
         for instance in doc_type.model.objects.exclude(pk__in=keep):
             label = doc_type.identity_key.kind.dump(instance, doc_type.identity_key.field)
             try:
-                audit.delete_document(instance, None, source=SOURCE)
+                audit.delete_document(instance, self.user, source=SOURCE)
             except ProtectedError as error:
                 users = ", ".join(sorted(str(user) for user in error.protected_objects))
                 self.error(doc_type.key, _("--replace cannot delete “%(name)s”, which the file does not list: %(users)s still use it.") % {

@@ -762,13 +762,20 @@ class InternetSite(Document):
         ))
 
     def warnings(self) -> list[tuple[str, str, str]]:
+        found = []
         if self.all_options_off:
-            return [("tcp_auth_anonymous", "all_options_off", _(
+            found.append(("tcp_auth_anonymous", "all_options_off", _(
                 "Every authentication option is No: connections to this site will get “%(text)s”"
-            ) % {"text": SITE_NOT_ENABLED_TEXT})]
-        if self.tcp_auth_name_password:
-            return self.clear_text_warnings()
-        return []
+            ) % {"text": SITE_NOT_ENABLED_TEXT}))
+        elif self.tcp_auth_name_password:
+            found.extend(self.clear_text_warnings())
+        known = list(Server.objects.values_list("name", flat=True))
+        unknown = [entry for entry in self.servers if entry != "*" and not any(names.same_name(entry, names.abbreviate(name)) for name in known)]
+        if unknown:
+            found.append(("servers", "unknown_server", _(
+                "No Server document is named %(names)s: this site serves no server under that name. Check the spelling."
+            ) % {"names": ", ".join(unknown)}))
+        return found
 
     def clear_text_warnings(self) -> list[tuple[str, str, str]]:
         """Name & password on the TCP/IP port, as the Server document warns: clear text unless every server

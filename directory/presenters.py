@@ -16,12 +16,12 @@ from django.core.exceptions import FieldDoesNotExist
 from django.urls import reverse
 from django.utils import formats, timezone, translation
 from django.utils.safestring import mark_safe
-from django.utils.text import capfirst, slugify
+from django.utils.text import capfirst
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from directory import models, roles
-from directory.forms import FORMS
+from directory.forms import FORMS, Tabs, tab_id
 
 if TYPE_CHECKING:
     from django.db.models import Field, QuerySet
@@ -143,7 +143,7 @@ class Presenter:
                 return form_field.prepare_value(value)
             return "\n".join(str(item) for item in value)
         if hasattr(value, "tzinfo"):
-            return formats.localize(timezone.localtime(value))
+            return formats.date_format(timezone.localtime(value), "SHORT_DATETIME_FORMAT")
         return value
 
     def value(self, instance: models.Document, name: str) -> object:
@@ -153,19 +153,26 @@ class Presenter:
             return shown if getattr(instance, name) else missing
         return self.display(name, getattr(instance, name))
 
-    def tabs(self, instance: models.Document) -> list[dict]:
-        """The document's tabs, each a list of columns of headings and ``(label, value)`` fields."""
-        tabs = []
-        for label, items in self.form.tabs:
-            tabs.append({"label": label, "id": f"tab-{slugify(str(label))}", "columns": self._columns(instance, items)})
-        if self.document_type.read_only_fields:
-            tabs[0]["columns"][0].extend(self._entries(instance, self.document_type.read_only_fields))
-        return tabs
+    def tabs(self, instance: models.Document, tabs: Sequence | None = None) -> list[dict]:
+        """The document's tabs, each a list of columns of headings and ``(label, value)`` fields, and
+        ``subtabs``: the tabs nested in it (Ports > Internet Ports > Mail), with the same anchors as the form's."""
+        result = []
+        for label, items in self.form.tabs if tabs is None else tabs:
+            nested = [item for item in items if isinstance(item, Tabs)]
+            result.append({
+                "label": label, "id": tab_id(label), "columns": self._columns(instance, items),
+                "subtabs": [tab for group in nested for tab in self.tabs(instance, group)],
+            })
+        if tabs is None and self.document_type.read_only_fields:
+            result[0]["columns"][0].extend(self._entries(instance, self.document_type.read_only_fields))
+        return result
 
     def _columns(self, instance: models.Document, items: Sequence) -> list[list[dict]]:
         """A Row of Columns lays its columns side by side; anything else goes in the first column."""
         main, columns = [], []
         for item in items:
+            if isinstance(item, Tabs):
+                continue
             if isinstance(item, Row):
                 columns.extend(self._entries(instance, column.fields) for column in item.fields)
             else:

@@ -53,6 +53,9 @@ LISTENER_BYTES = Counter(
 LISTENER_STORE_SECONDS = Histogram(
     "smtp_listener_store_duration_seconds", "Time to store a message in the database before replying 250.",
     buckets=STORE_BUCKETS)
+LISTENER_STORE_BATCH = Histogram(
+    "smtp_listener_store_batch_messages", "Messages committed together in one transaction (group commit).",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500))
 LISTENER_SETTINGS_REVISION = Gauge(
     "smtp_listener_settings_revision", "Directory revision of the settings in use (the oldest across processes).",
     multiprocess_mode="livemin")
@@ -116,6 +119,11 @@ def message_stored(size: int, seconds: float) -> None:
     LISTENER_MESSAGES.inc()
     LISTENER_BYTES.inc(size)
     LISTENER_STORE_SECONDS.observe(seconds)
+
+
+def store_batch(size: int) -> None:
+    """One transaction committed ``size`` messages (the listener's group commit)."""
+    LISTENER_STORE_BATCH.observe(size)
 
 
 def settings_loaded(revision: int, reload: bool = True) -> None:

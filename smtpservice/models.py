@@ -212,6 +212,13 @@ class SessionLog(models.Model):
     events = models.JSONField(_("decisions"), default=list, help_text=_("[{command, rule, detail, reply}] in order."))
     revision = models.PositiveBigIntegerField(_("settings revision"), default=0)
 
+    TLS_FAILED_RULE = "tls_handshake_failed"
+
+    @property
+    def tls_established(self) -> bool:
+        """TLS as the reader means it: a handshake that failed does not count, even if the listener noted TLS."""
+        return self.tls and not any(event.get("rule") == self.TLS_FAILED_RULE for event in self.events)
+
     class Meta:
         verbose_name = _("session log")
         verbose_name_plural = _("session log")
@@ -269,3 +276,21 @@ class AuthFailure(models.Model):
             models.Index(fields=["client_address", "at"], name="authfailure_client_at"),
             models.Index(fields=["account", "at"], name="authfailure_account_at"),
         ]
+
+
+class TrafficHour(models.Model):
+    """One hour of a server's session log, counted once the hour is settled, so the dashboard reads 24 rows
+    instead of every session of the day (``smtpservice.store.traffic``)."""
+
+    server = models.ForeignKey("directory.Server", verbose_name=_("server"), on_delete=models.CASCADE, related_name="traffic_hours")
+    hour = models.DateTimeField(_("hour"))
+    sessions = models.PositiveIntegerField(_("sessions"), default=0)
+    accepted = models.PositiveIntegerField(_("messages accepted"), default=0)
+    refused = models.JSONField(_("refused, by reason"), default=dict)
+    auth_failures = models.PositiveIntegerField(_("AUTH failures"), default=0)
+    queue_depth = models.PositiveIntegerField(_("outbound queue at the end of the hour"), default=0)
+
+    class Meta:
+        verbose_name = _("traffic hour")
+        verbose_name_plural = _("traffic hours")
+        constraints = [models.UniqueConstraint(fields=["server", "hour"], name="traffic_hour_unique")]

@@ -6,7 +6,7 @@ from django.shortcuts import redirect
 from django.utils.decorators import method_decorator
 from django.utils.functional import cached_property
 from django.utils.text import capfirst
-from django.utils.translation import gettext
+from django.utils.translation import gettext, pgettext
 from django.views.decorators.cache import never_cache
 from django.views.generic import ListView, TemplateView
 
@@ -76,8 +76,25 @@ class VersionsMixin(DocumentViewMixin):
         return latest.audit_entry.object_repr if latest.audit_entry_id else f"#{self.kwargs['pk']}"
 
     def get_context_data(self, **kwargs):
-        kwargs.update(document=self.document, document_label=self.label, versions=self.versions, pk=self.kwargs["pk"])
+        label = self.label
+        # French elides “de” before a vowel (« Historique d'Acme SMTP »): that form has its own context.
+        vowel = label[:1].lower() in ELIDING
+        history_title = pgettext("before a vowel", "History of %(name)s") if vowel else gettext("History of %(name)s")
+        kwargs.update(
+            document=self.document, document_label=label, versions=self.versions, pk=self.kwargs["pk"],
+            history_title=history_title % {"name": label},
+        )
+        if "number" in self.kwargs:
+            restore_title = (
+                pgettext("before a vowel", "Restore version %(number)s of %(name)s") if vowel
+                else gettext("Restore version %(number)s of %(name)s")
+            )
+            kwargs["restore_title"] = restore_title % {"number": self.kwargs["number"], "name": label}
         return super().get_context_data(**kwargs)
+
+
+ELIDING = set("aeiouyhàâäéèêëîïôöùûü")
+"""First letters before which French writes d' rather than de."""
 
 
 class HistoryView(VersionsMixin, TemplateView):

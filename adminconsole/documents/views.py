@@ -37,6 +37,8 @@ from directory.presenters import (
     with_change_rows,
 )
 from smtpservice.console import preview
+from smtpservice.console.outage import outages_after_site_deleted, server_outage
+from smtpservice.console.presenters import listener_report
 from smtpservice.store import served
 
 
@@ -113,6 +115,9 @@ class ServerDetailView(DocumentDetailView):
         if versions["rollback"] is not None and context["can_edit"]:
             versions["rollback_warnings"] = history.Restore(versions["rollback"]).warning_codes
         context["server_versions"] = versions
+        context["outage"] = server_outage(self.object)
+        # Reload soon while the listener has not reported the saved revision yet, so the page shows it has.
+        context["refresh_seconds"] = 3 if listener_report(self.object).revision_behind else None
         return context
 
 
@@ -131,13 +136,17 @@ class DocumentEditView(DocumentViewMixin, UpdateView):
     template_name = "directory/document_form.html"
 
     def get_object(self, queryset=None):
-        return super().get_object(queryset) if "pk" in self.kwargs else None
+        stored = super().get_object(queryset) if "pk" in self.kwargs else None
+        # The form changes the instance as it validates; headings keep the name as saved.
+        self.stored_label = str(stored) if stored is not None else ""
+        return stored
 
     def get_form_class(self):
         return self.document_type.form_class
 
     def get_context_data(self, **kwargs):
         kwargs.setdefault("previewed", self.document_type.model in preview.EFFECTS)
+        kwargs.setdefault("stored_label", self.stored_label)
         return super().get_context_data(**kwargs)
 
     def get_form_kwargs(self):
@@ -207,7 +216,9 @@ class ChangeReview:
 
     @property
     def must_confirm(self):
-        return bool(self.rows) and self.preview is not None and self.preview.affects_running_listener
+        return self.preview is not None and (
+            (bool(self.rows) and self.preview.affects_running_listener) or self.preview.causes_outage
+        )
 
 
 def change_review(document_type, form):
@@ -225,6 +236,11 @@ def change_review(document_type, form):
 class DocumentDeleteView(DocumentViewMixin, DeleteView):
     edit_page = True
     template_name = "directory/document_confirm_delete.html"
+
+    def get_context_data(self, **kwargs):
+        if isinstance(self.object, models.InternetSite):
+            kwargs.setdefault("outages", outages_after_site_deleted(self.object))
+        return super().get_context_data(**kwargs)
 
     def form_valid(self, form):
         name = str(self.object)

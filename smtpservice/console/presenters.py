@@ -17,6 +17,7 @@ from django.utils.translation import gettext_lazy
 from directory import audit
 from directory.models import ConfigurationSettings, InternetSite, Server, TLSCredentials
 from directory.presenters import BY_MODEL, EMPTY, Presenter
+from smtpservice.console.facts import directory_fact
 from smtpservice.core import policy
 from smtpservice.models import DirectoryRevision, ListenerStatus
 from smtpservice.store import served
@@ -55,7 +56,7 @@ def runsmtp_command(server):
 def when(moment):
     """A date and time as the console shows them, with how long ago: “12/05/2025 10:04 (3 minutes ago)”."""
     return _("%(date)s (%(ago)s ago)") % {
-        "date": formats.localize(timezone.localtime(moment)), "ago": timesince(moment),
+        "date": formats.date_format(timezone.localtime(moment), "SHORT_DATETIME_FORMAT"), "ago": timesince(moment),
     }
 
 
@@ -133,7 +134,13 @@ class ListenerReport:
         return NOTICE if self.drift else (OFF if self.level == OFF else OK)
 
 
-def _port_state(entry):
+def binding_details(server) -> dict:
+    """``{(kind, port): why it is bound or not}`` in the reader's language, as ``policy.bindings`` says it: the
+    listener stores the same sentence in English when it reports its ports."""
+    return {(binding.port_kind, binding.port): binding.detail for binding in policy.bindings(snapshots.load_snapshot(server.name))}
+
+
+def _port_state(entry, details=None):
     configured, bound, error = entry.get("configured"), entry.get("bound"), entry.get("error", "")
     values = {"port": entry.get("port"), "address": entry.get("address") or "*"}
     if error:
@@ -148,7 +155,8 @@ def _port_state(entry):
         problem = ""
     return PortState(
         kind=PORT_KINDS.get(entry.get("kind"), entry.get("kind")), port=entry.get("port"), address=values["address"],
-        configured=bool(configured), bound=bool(bound), error=error, detail=entry.get("detail", ""), problem=problem,
+        configured=bool(configured), bound=bool(bound), error=error, problem=problem,
+        detail=(details or {}).get((entry.get("kind"), entry.get("port")), entry.get("detail", "")),
     )
 
 
@@ -174,7 +182,8 @@ def _status_report(server, current):
             "when": when(status.heartbeat_at),
         }
         return ListenerReport(PROBLEM, headline, _("Start it:"), command, status, current_revision=current)
-    ports = tuple(_port_state(entry) for entry in status.ports)
+    details = directory_fact(current, ("bindings", server.pk), lambda: binding_details(server))
+    ports = tuple(_port_state(entry, details) for entry in status.ports)
     notes = []
     if status.revision < current:
         notes.append(_(

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from django.utils.translation import gettext as _
 
 from directory.models import ConfigurationSettings, InternetSite, Server
+from smtpservice.console.outage import Outage, outage_of
 from smtpservice.core import documents, policy
 from smtpservice.models import ListenerStatus
 from smtpservice.store.snapshot import load_snapshot
@@ -105,6 +106,9 @@ class ServerEffect:
     server_name: str
     ports: tuple
     status: ListenerStatus | None = None
+    outage: Outage | None = None
+    """Set when no one could send mail to this server after saving."""
+    out_before: bool = False
 
     @property
     def running(self):
@@ -122,6 +126,15 @@ class ServerEffect:
 @dataclass(frozen=True)
 class Preview:
     servers: tuple
+
+    @property
+    def outages(self):
+        return [server.outage for server in self.servers if server.outage is not None]
+
+    @property
+    def causes_outage(self):
+        """Does saving stop mail to a server that receives it now? Then the change must be confirmed."""
+        return any(server.outage is not None and not server.out_before for server in self.servers)
 
     @property
     def affects_running_listener(self):
@@ -155,7 +168,7 @@ def effect(server_name: str, old: policy.SettingsSnapshot | None, new: policy.Se
         with_availability(PortChange(binding.port_kind, before.get(binding.port_kind), binding, reported.get(binding.port_kind)), status)
         for binding in policy.bindings(new)
     )
-    return ServerEffect(server_name, ports, status)
+    return ServerEffect(server_name, ports, status, outage_of(new), old is not None and outage_of(old) is not None)
 
 
 def with_availability(change: PortChange, status: ListenerStatus | None) -> PortChange:

@@ -8,7 +8,9 @@ from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from directory.models import Server
+from smtpservice.core import outbound
 from smtpservice.models import QueuedRecipient
+from smtpservice.store.snapshot import load_snapshot
 
 
 class QueueFilterForm(forms.Form):
@@ -38,7 +40,7 @@ class TestMessageForm(forms.Form):
     recipient = forms.EmailField(label=_("To"), help_text=_("The address to send to."))
     sender = forms.EmailField(
         label=_("From"), required=False,
-        help_text=_("The envelope sender, who gets a non-delivery report if the message fails. Empty: postmaster at the server's domain."),
+        help_text=_("The envelope sender, who gets a non-delivery report if the message fails. Empty: a person of a local domain, whose mailbox gets it."),
     )
     subject = forms.CharField(label=_("Subject"), max_length=200, required=False)
     body = forms.CharField(label=_("Text"), required=False, widget=forms.Textarea(attrs={"rows": 4}))
@@ -53,7 +55,7 @@ class TestMessageForm(forms.Form):
         cleaned = super().clean()
         server = cleaned.get("server")
         if server is not None:
-            cleaned["sender"] = cleaned.get("sender") or f"postmaster@{server.host_domain}"
+            cleaned["sender"] = cleaned.get("sender") or outbound.default_sender(load_snapshot(server.name))
             cleaned["subject"] = cleaned.get("subject") or _("Test message from %(server)s") % {"server": server.name}
         return cleaned
 

@@ -8,7 +8,7 @@ from django.contrib import messages
 from django.db.models import Q
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
-from django.utils.translation import gettext
+from django.utils.translation import gettext, ngettext_lazy
 from django.utils.translation import gettext_lazy as _
 from django.views.generic import DetailView, FormView, ListView, TemplateView
 
@@ -30,19 +30,21 @@ ACTION_TEXTS = {
     "retry": (
         _("Retry now"),
         _("Queued and deferred recipients are sent at once, and recipients the settings held are looked at again."),
-        _("%(count)s recipients are due now."),
+        ngettext_lazy("%(count)s recipient is due now.", "%(count)s recipients are due now.", "count"),
     ),
     "hold": (
-        _("Hold"), _("Queued and deferred recipients are kept back until released."), _("%(count)s recipients are held."),
+        _("Hold"), _("Queued and deferred recipients are kept back until released."),
+        ngettext_lazy("%(count)s recipient is held.", "%(count)s recipients are held.", "count"),
     ),
     "release": (
-        _("Release"), _("Held recipients are queued again and sent at once."), _("%(count)s recipients are released."),
+        _("Release"), _("Held recipients are queued again and sent at once."),
+        ngettext_lazy("%(count)s recipient is released.", "%(count)s recipients are released.", "count"),
     ),
     "delete": (
         _("Delete from the queue"),
         _("The recipients not yet delivered will never be sent. Recipients being sent right now are not affected; "
           "the attempt log stays."),
-        _("%(count)s recipients were deleted from the queue."),
+        ngettext_lazy("%(count)s recipient was deleted from the queue.", "%(count)s recipients were deleted from the queue.", "count"),
     ),
 }
 

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from cryptography import x509
-from django.utils import formats, timezone
+from django.utils import formats, timezone, translation
 from django.utils.translation import gettext as _
 
 from directory import tls
@@ -105,6 +105,11 @@ class SelfTest:
     def flags(self):
         return [flag for probe in self.probes for flag in probe.flags]
 
+    @property
+    def notices(self):
+        """Findings short of a flag that a person should still read (an untrusted certificate)."""
+        return [finding for probe in self.probes for finding in probe.findings if finding.level == NOTICE]
+
 
 class ProbeStopped(Exception):
     """The probe cannot go on; its findings say why."""
@@ -119,8 +124,15 @@ def run(snap, host=None, verify_context=None):
     (default: the system's trusted CAs)."""
     host = host or probe_host(snap)
     ports = [binding for binding in policy.bindings(snap) if binding.enabled]
+    language = translation.get_language()
+
+    def probe_in_language(binding):
+        # A worker thread starts in the default language: the findings are read by whoever asked.
+        with translation.override(language):
+            return probe(snap, host, binding, verify_context)
+
     with ThreadPoolExecutor(max_workers=max(len(ports), 1), thread_name_prefix="smtp-selftest") as pool:
-        probes = list(pool.map(lambda binding: probe(snap, host, binding, verify_context), ports))
+        probes = list(pool.map(probe_in_language, ports))
     return SelfTest(host, tuple(probes), timezone.now())
 
 
@@ -285,11 +297,16 @@ def _certificate(tls_socket, fresh_socket, snap, verify_context):
 def _judge_certificate(result):
     """An expired certificate makes every client that checks it refuse TLS: a flag."""
     certificate = result.certificate
+    if not certificate.verified:
+        result.find(NOTICE, _(
+            "The certificate presented is not trusted (%(why)s): senders that check certificates refuse it, the others "
+            "encrypt without knowing who they talk to."
+        ) % {"why": certificate.verification})
     if certificate.expired:
         result.find(FLAG, _(
             "The certificate presented expired on %(date)s: clients that check certificates refuse it. Renew the TLS "
             "credentials."
-        ) % {"date": formats.date_format(timezone.localtime(certificate.not_after), "DATE_FORMAT")})
+        ) % {"date": formats.date_format(timezone.localtime(certificate.not_after), "SHORT_DATE_FORMAT")})
 
 
 def _relay_probe(result, client, snap):

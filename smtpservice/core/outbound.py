@@ -145,6 +145,17 @@ def local_person(snap: policy.SettingsSnapshot, address: str) -> tuple[bool, pol
     return True, snap.person_by_address(address)
 
 
+def default_sender(snap: policy.SettingsSnapshot) -> str:
+    """Who a console test message comes from when no sender is typed: someone whose non-delivery report the
+    console shows in a mailbox. The Internet address of the first Person in a Local Internet domain, else
+    postmaster at the first local domain, else at the server's host name."""
+    for person in sorted(snap.people, key=lambda person: person.full_name):
+        if person.internet_address and local_person(snap, person.internet_address)[0]:
+            return person.internet_address
+    domain = snap.config.local_domains[0] if snap.config.local_domains else snap.host_name
+    return f"postmaster@{domain}"
+
+
 def outbound_blocked(ports: policy.OutboundPorts, smtp_outside_local_domain: bool, config_source: str = "") -> str:
     """Why this server sends no SMTP at all, or "" when it may (spec 5.1, 5.2)."""
     if not smtp_outside_local_domain:

@@ -10,13 +10,14 @@ Conventions: an allowed ``Decision`` has ``code`` None (the protocol layer gives
 reply) unless the policy composes that reply itself (VRFY); a refused one has the reply to send, and
 ``close`` when the session must end after it.
 """
+import functools
 import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
 
+from django.utils.translation import get_language, gettext_lazy
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
 
 from directory import choices, names
 from smtpservice.core.replies import (  # noqa: F401 (the policy's replies, named where the tests read them)
@@ -71,6 +72,43 @@ ANY_SENDER_GROUP = "LocalDomainServers"
 its relay host), so it may use any sender address."""
 POSTMASTER = "postmaster"
 """RFC 5321 s 4.5.1: every server accepts mail to postmaster, bare or at any of its domains."""
+
+
+# --- Answers asked again and again -----------------------------------------------------------------
+
+MAX_REMEMBERED = 10_000
+"""Answers a snapshot keeps at most; past that it forgets them all and starts again."""
+
+
+def answer_once(function: Callable) -> Callable:
+    """Remember a pure answer per snapshot: the same question about the same snapshot gets the same answer.
+
+    Every connection from the same client, every EHLO in the same state, every recipient already seen
+    asks the policy the same question; its explanations (translated, formatted) are built only the first
+    time. The answers live on the snapshot, so a saved change (a new snapshot) starts afresh; the key
+    holds the active language, since explanations are translated.
+    """
+    name = function.__name__
+
+    @functools.wraps(function)
+    def remembered(snap: "SettingsSnapshot", *args, **kwargs) -> object:
+        answers = snap.__dict__.get("_answers")
+        if answers is None:
+            answers = {}
+            object.__setattr__(snap, "_answers", answers)
+        key = (name, get_language(), args, tuple(sorted(kwargs.items())))
+        try:
+            return answers[key]
+        except KeyError:
+            pass
+        except TypeError:  # an argument that cannot be a key (a list): answered, not remembered
+            return function(snap, *args, **kwargs)
+        if len(answers) >= MAX_REMEMBERED:
+            answers.clear()
+        answers[key] = answer = function(snap, *args, **kwargs)
+        return answer
+
+    return remembered
 
 
 # --- Settings snapshot -------------------------------------------------------------------------
@@ -545,6 +583,7 @@ def bindings(snap: SettingsSnapshot) -> tuple[Binding, ...]:
 # --- Section 3.2: connection controls ---------------------------------------------------------
 
 
+@answer_once
 def connection_allowed(snap: SettingsSnapshot, facts: SessionFacts) -> Decision:
     """Allow/Deny connections from these hosts, applied before anything else; Deny wins (spec 3.2)."""
     config, who = snap.config, _client(facts)
@@ -600,6 +639,7 @@ def select_site(snap: SettingsSnapshot, local_ip: str, local_host: str | None = 
     ) % {"count": len(snap.sites), "server": snap.server_name, "where": where})
 
 
+@answer_once
 def auth_source(snap: SettingsSnapshot, facts: SessionFacts) -> AuthSource:
     """Server document (Internet Sites disabled) or the matching Site document (enabled), per spec section 2."""
     if not snap.load_internet_sites:
@@ -616,6 +656,7 @@ def auth_source(snap: SettingsSnapshot, facts: SessionFacts) -> AuthSource:
     ) % {"options": choice.site.options.describe()})
 
 
+@answer_once
 def tls_credentials_for(snap: SettingsSnapshot, local_ip: str, local_host: str | None = None) -> CredentialsChoice:
     """Which TLS credentials serve a local address: the site's, falling back to the Server document's."""
     server_choice = CredentialsChoice(snap.tls_credentials_name, _("the TLS credentials of the %(doc)s: %(name)s") % {
@@ -643,6 +684,7 @@ def _starttls_available(snap: SettingsSnapshot, facts: SessionFacts) -> tuple[bo
     return True, _("SSL negotiated over TCP/IP port is %(value)s and TLS credentials exist") % {"value": value}
 
 
+@answer_once
 def site_enabled(snap: SettingsSnapshot, facts: SessionFacts) -> Decision:
     """With Internet Sites, refuse the greeting when no site matches or the port allows no method (spec 3.3)."""
     if not snap.load_internet_sites:
@@ -680,6 +722,7 @@ def site_enabled(snap: SettingsSnapshot, facts: SessionFacts) -> Decision:
     ) % {"site": site, "reason": reason})
 
 
+@answer_once
 def session_greeting(snap: SettingsSnapshot, facts: SessionFacts) -> Decision:
     """Connection controls first, then the site check: the first refusal is the 554 greeting."""
     connection = connection_allowed(snap, facts)
@@ -694,6 +737,7 @@ def after_refused_greeting(greeting: Decision) -> Decision:
 # --- Section 3.4: EHLO, STARTTLS, AUTH offer ---------------------------------------------------
 
 
+@answer_once
 def starttls_offered(snap: SettingsSnapshot, facts: SessionFacts) -> Decision:
     """STARTTLS on the TCP/IP port, before TLS, when Enabled or Required and credentials exist (spec 3.4)."""
     if facts.port == SSL:
@@ -706,6 +750,7 @@ def starttls_offered(snap: SettingsSnapshot, facts: SessionFacts) -> Decision:
     return _allow("starttls_offered", _("STARTTLS is offered: %(why)s.") % {"why": why})
 
 
+@answer_once
 def auth_mechanisms(snap: SettingsSnapshot, facts: SessionFacts) -> Offer:
     """AUTH PLAIN LOGIN where Name & password is Yes for the current state: SSL options once TLS is on (spec 3.4, 3.5)."""
     source = auth_source(snap, facts)
@@ -722,6 +767,7 @@ def auth_mechanisms(snap: SettingsSnapshot, facts: SessionFacts) -> Offer:
     return Offer((), _("No AUTH %(state)s: %(option)s is No in the %(doc)s.") % values)
 
 
+@answer_once
 def anonymous_allowed(snap: SettingsSnapshot, facts: SessionFacts) -> Decision:
     """May this session send mail without AUTH? TCP/IP Anonymous in clear, SSL Anonymous once TLS is on."""
     source = auth_source(snap, facts)
@@ -735,6 +781,7 @@ def anonymous_allowed(snap: SettingsSnapshot, facts: SessionFacts) -> Decision:
     ) % values)
 
 
+@answer_once
 def ehlo_extensions(snap: SettingsSnapshot, facts: SessionFacts) -> Offer:
     """The EHLO keywords after the greeting line, each with the setting behind it (spec 3.4)."""
     config = snap.config
@@ -856,6 +903,7 @@ def server_access(snap: SettingsSnapshot, full_name: str) -> Decision:
     ) % {**values, "entries": ", ".join(snap.access_server)}, close=True)
 
 
+@answer_once
 def auth_allowed(snap: SettingsSnapshot, facts: SessionFacts) -> Decision:
     """May the client issue AUTH now? Refused AUTH gets the site-not-enabled text with 503 (spec 3.3)."""
     if facts.authenticated_as:
@@ -932,6 +980,7 @@ def message_size_allowed(snap: SettingsSnapshot, size_bytes: int) -> Decision:
     return _allow("message_size", _("%(size)s bytes are within the Maximum message size of %(kb)s KB.") % values)
 
 
+@answer_once
 def mail_from_allowed(snap: SettingsSnapshot, facts: SessionFacts, declared_size: int | None = None, sender: str | None = None) -> Decision:
     """MAIL FROM: STARTTLS Required first, then authentication, then the sender address when given
     (``sender_allowed``), then the declared SIZE (spec 3.6, RFC 1870 s 6.1)."""
@@ -1108,6 +1157,7 @@ def sender_allowed(snap: SettingsSnapshot, facts: SessionFacts, sender: str) -> 
     ) % values)
 
 
+@answer_once
 def recipient_decision(snap: SettingsSnapshot, facts: SessionFacts, recipient_address: str, accepted_so_far: int = 0) -> RecipientDecision:
     """RCPT TO: the recipient limit, then local delivery or relaying (spec 3.7)."""
     config = snap.config
@@ -1187,6 +1237,7 @@ def within_error_limit(snap: SettingsSnapshot, errors: int) -> Decision:
     return _allow("error_limit", _("%(errors)s errors of %(limit)s allowed.") % values)
 
 
+@answer_once
 def help_allowed(snap: SettingsSnapshot) -> Decision:
     if snap.config.help_command:
         return _allow("help_command", _("The HELP command is Enabled."))

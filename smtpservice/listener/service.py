@@ -20,8 +20,11 @@ import contextlib
 import logging
 import os
 import socket
+import ssl
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from asgiref.sync import sync_to_async
 from django.db import InterfaceError, OperationalError
@@ -39,6 +42,7 @@ from smtpservice.store import storage
 from smtpservice.store import throttle as stored_throttle
 
 log = logging.getLogger("smtpservice.listener")
+T = TypeVar("T")
 
 POLL_INTERVAL = 0.25
 """Seconds between checks of the directory's revision: a saved change applies within one second (spec 3.10)."""
@@ -102,7 +106,7 @@ class ListenerService:
 
     # --- database work, in the one ORM thread ---------------------------------------------------
 
-    async def db(self, function, *args):
+    async def db(self, function: Callable[..., T], *args: object) -> T:
         return await sync_to_async(storage.bounded, thread_sensitive=True)(self.limits.store_wait, function, *args)
 
     async def check_credentials(self, protocol: SmtpProtocol, request: CheckCredentials) -> object:
@@ -186,6 +190,7 @@ class ListenerService:
                     if not future.done():
                         future.set_exception(error)
             else:
+                metrics.store_batch(len(batch))
                 for (_fields, future), message_id in zip(batch, ids, strict=True):
                     if not future.done():
                         future.set_result(message_id)
@@ -206,7 +211,7 @@ class ListenerService:
 
     # --- sessions --------------------------------------------------------------------------------
 
-    def admission(self, client):
+    def admission(self, client: str) -> replies.Reply | None:
         """None when a new connection from ``client`` may have a session, else the 421 it gets.
 
         Logged once per address while it stays over its limit, not once per connection of a flood.
@@ -258,7 +263,7 @@ class ListenerService:
             events.session_ended(record)
             self.finished_sessions.append(record)
 
-    async def watch_sessions(self):
+    async def watch_sessions(self) -> None:
         """Close sessions past their lifetime or under the minimum data rate; forget old AUTH failures."""
         while True:
             await asyncio.sleep(self.limits.watch_interval)
@@ -268,14 +273,14 @@ class ListenerService:
             for session in list(self.sessions):
                 session.check_time_limits(now, idle_timeout)
 
-    def tls_context_for(self, snap, facts):
+    def tls_context_for(self, snap: policy.SettingsSnapshot, facts: policy.SessionFacts) -> ssl.SSLContext | None:
         """The TLS context of the credentials that serve the session's local address, per its own snapshot."""
         choice = policy.tls_credentials_for(snap, facts.local_ip)
         return self.tls_contexts.get(choice.name)
 
     # --- settings and ports ----------------------------------------------------------------------
 
-    async def refresh(self, force=False):
+    async def refresh(self, force: bool = False) -> bool:
         revision = await self.db(storage.current_revision)
         if not force and self.snapshot is not None and revision == self.snapshot.revision:
             return False
@@ -289,7 +294,7 @@ class ListenerService:
         log.info("settings revision %s loaded for %s", snapshot.revision, self.server_name)
         return True
 
-    def build_tls_contexts(self, snapshot):
+    def build_tls_contexts(self, snapshot: policy.SettingsSnapshot) -> dict[str, ssl.SSLContext]:
         """SSL contexts per credentials, reusing those whose PEM text did not change."""
         contexts = {}
         for name, credentials in snapshot.credentials.items():
@@ -307,7 +312,7 @@ class ListenerService:
             contexts[name] = context
         return contexts
 
-    def desired_ports(self):
+    def desired_ports(self) -> dict[tuple, policy.Binding]:
         wanted = {}
         for binding in policy.bindings(self.snapshot):
             if binding.enabled:
@@ -315,7 +320,7 @@ class ListenerService:
                     wanted[(binding.port_kind, address, binding.port)] = binding
         return wanted
 
-    async def reconcile(self, retry=False):
+    async def reconcile(self, retry: bool = False) -> None:
         """Bind what the settings ask for and unbind the rest; sessions in progress are not touched."""
         wanted = self.desired_ports()
         for key in [key for key in self.servers if key not in wanted]:
@@ -345,7 +350,7 @@ class ListenerService:
                 self.bind_errors.pop(key, None)
                 log.info("listening on %s port %s on %s", kind, port, address or "*")
 
-    def port_report(self):
+    def port_report(self) -> list[dict]:
         """Per inbound port: configured state next to what is actually bound, and any bind error."""
         report = []
         for binding in policy.bindings(self.snapshot):
@@ -358,7 +363,7 @@ class ListenerService:
                 })
         return report
 
-    async def heartbeat(self, running=True):
+    async def heartbeat(self, running: bool = True) -> None:
         """Write the status and the finished sessions; if the database fails, keep them for the next try."""
         sessions, self.finished_sessions = self.finished_sessions, []
         try:
@@ -373,7 +378,7 @@ class ListenerService:
 
     # --- main loop -------------------------------------------------------------------------------
 
-    async def run(self):
+    async def run(self) -> None:
         self.loop = asyncio.get_running_loop()
         self.stopping = asyncio.Event()
         if self.stop_requested:
@@ -412,13 +417,13 @@ class ListenerService:
         watcher.cancel()
         await self.shutdown()
 
-    def stop(self):
+    def stop(self) -> None:
         """Ask the listener to stop, from any thread, even before ``run`` has begun."""
         self.stop_requested = True
         if self.stopping is not None:
             self.loop.call_soon_threadsafe(self.stopping.set)
 
-    async def shutdown(self):
+    async def shutdown(self) -> None:
         """Stop accepting, let sessions finish within the grace period, then close the rest."""
         for server in self.servers.values():
             server.close()

@@ -12,7 +12,7 @@ import tempfile
 AEAD_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20"
 
 
-def server_context(certificate_pem, private_key_pem):
+def server_context(certificate_pem: str, private_key_pem: str) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.set_ciphers(AEAD_CIPHERS)

@@ -12,9 +12,9 @@ from datetime import datetime
 from django.db import transaction
 from django.db.models import Count, Min, Q
 from django.utils import timezone
-from django.utils.translation import gettext_lazy
+from django.utils.translation import ngettext_lazy
 
-from smtpservice.core import outbound, policy
+from smtpservice.core import outbound, policy, texts
 from smtpservice.core.message import message_headers
 from smtpservice.models import DeliveryAttempt, QueuedRecipient, ReceivedMessage
 from smtpservice.store import storage
@@ -84,15 +84,25 @@ def apply_action(message: ReceivedMessage, action: str, actor: str) -> int:
             raise ValueError(action)
         DeliveryAttempt.objects.create(
             message=message, ended_at=now, actor=actor, outcome=DeliveryAttempt.Outcome.ACTION,
-            detail=ACTION_LOG[action] % {"user": actor, "count": count},
+            detail=texts.stored(ACTION_LOG[action], user=actor, count=count),
         )
     log.info("%s: %s on message %s (%s recipients)", actor, action, message.pk, count)
     return count
 
 
+# Stored with the action's values and read in the reader's language (smtpservice.core.texts).
 ACTION_LOG = {
-    "retry": gettext_lazy("Retry now by %(user)s: %(count)s recipients due at once."),
-    "hold": gettext_lazy("Held by %(user)s: %(count)s recipients."),
-    "release": gettext_lazy("Released by %(user)s: %(count)s recipients due at once."),
-    "delete": gettext_lazy("Deleted from the queue by %(user)s: %(count)s recipients will not be sent."),
+    "retry": texts.register("queue.retry", ngettext_lazy(
+        "Retry now by %(user)s: %(count)s recipient due at once.", "Retry now by %(user)s: %(count)s recipients due at once.", "count",
+    )),
+    "hold": texts.register("queue.hold", ngettext_lazy(
+        "Held by %(user)s: %(count)s recipient.", "Held by %(user)s: %(count)s recipients.", "count",
+    )),
+    "release": texts.register("queue.release", ngettext_lazy(
+        "Released by %(user)s: %(count)s recipient due at once.", "Released by %(user)s: %(count)s recipients due at once.", "count",
+    )),
+    "delete": texts.register("queue.delete", ngettext_lazy(
+        "Deleted from the queue by %(user)s: %(count)s recipient will not be sent.",
+        "Deleted from the queue by %(user)s: %(count)s recipients will not be sent.", "count",
+    )),
 }

@@ -7,6 +7,7 @@ from django import template
 
 from directory import roles
 from smtpservice.console import presenters as console
+from smtpservice.core import texts
 
 register = template.Library()
 
@@ -37,3 +38,9 @@ def decoded_header(value):
         return str(make_header(decode_header(value or "")))
     except (HeaderParseError, LookupError, UnicodeDecodeError, ValueError):
         return value
+
+
+@register.filter
+def stored_text(value):
+    """A text a daemon or an action stored, in the reader's language (``smtpservice.core.texts``)."""
+    return texts.render(value or "")

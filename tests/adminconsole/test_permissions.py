@@ -23,6 +23,10 @@ EXPECTED = {
     "user-list": (MANAGER, None),
     "user-create": (MANAGER, MANAGER),
     "user-role": (MANAGER, MANAGER),
+    "user-manage": (MANAGER, MANAGER),
+    "directory-import": (MANAGER, MANAGER),
+    "directory-export": (MANAGER, None),
+    "two-factor": (READER, READER),
     "directory:server-generate-certificate": (EDITOR, EDITOR),
     "directory:deleted-list": (READER, None),
 }

@@ -99,10 +99,12 @@ def test_compiled_catalogue_matches_the_po_file():
     catalog.pop("", None)
     expected = {}
     for entry in read_po(PO_FILE):
+        # A msgctxt entry is stored in the .mo under "context\x04msgid", as gettext looks it up.
+        msgid = f"{entry['context']}\x04{entry['id']}" if entry.get("context") else entry["id"]
         if entry["plural"] is None:
-            expected[entry["id"]] = entry["strs"][0]
+            expected[msgid] = entry["strs"][0]
         else:
-            expected.update({(entry["id"], index): text for index, text in entry["strs"].items()})
+            expected.update({(msgid, index): text for index, text in entry["strs"].items()})
     stale = sorted(str(key) for key in set(expected) | set(catalog) if expected.get(key) != catalog.get(key))
     assert stale == [], "run `make messages` to compile locale/fr/LC_MESSAGES/django.mo again"
 
@@ -115,7 +117,9 @@ def test_server_form_uses_dominos_french_labels():
         assert form.fields["host_name"].label == "Nom d'hôte Internet qualifié complet"
         assert form.fields["smtp_inbound_enforce_server_access"].label == "Appliquer les paramètres d'accès au serveur"
         assert dict(form.fields["smtp_inbound_tcp_status"].choices)["enabled"] == "Activé"
-        assert [str(tab_label) for tab_label, _fields in form.tabs] == ["Général", "Sécurité", "Ports", "Messagerie"]
+        assert [str(tab_label) for tab_label, _fields in form.tabs] == ["Général", "Sécurité", "Ports"]
+        (internet_ports,) = form.tabs[2][1][0]
+        assert str(internet_ports[0]) == "Ports Internet" and str(internet_ports[1][1][0][0]) == "Messagerie"
 
 
 def test_site_not_enabled_text_is_translated():
@@ -165,3 +169,15 @@ def test_committed_catalogue_holds_every_string_of_the_code(tmp_path):
         "the French catalogue is out of date: run make messages, translate the new entries and commit the .po and .mo"
         f"\nnot in the .po: {[msgid for msgid, _plural in new]}\nno longer in the code: {[msgid for msgid, _plural in gone]}"
     )
+
+
+def test_french_elides_de_before_a_vowel_and_puts_a_no_break_space_before_colons(client, reader):
+    from directory import models as directory_models
+    from tests.directory.documents import save
+
+    site = save(directory_models.InternetSite, user=reader, name="Acme SMTP")
+    client.force_login(reader)
+    page = client.get(reverse("directory:internetsite-history", args=[site.pk]), HTTP_ACCEPT_LANGUAGE="fr").content.decode()
+    assert "<title>Historique d&#x27;Acme SMTP" in page
+    detail = client.get(site.get_absolute_url(), HTTP_ACCEPT_LANGUAGE="fr").content.decode()
+    assert "Site Internet\u00a0:</span>" in detail or "\u00a0:</span>" in detail.split("<h1")[1].split("</h1>")[0]

@@ -46,12 +46,13 @@ def test_port_taken_by_another_process_is_flagged_and_one_click_restore_binds_th
         dashboard_until(page, live_server, server, "Configured ports bound")
         page.goto(f"{live_server.url}{server.get_absolute_url()}")
         page.get_by_role("link", name="Edit").first.click()
+        page.get_by_role("tab", name="Ports", exact=True).click()
         page.get_by_role("tab", name="Mail").click()
         page.locator("#id_smtp_inbound_tcp_port").fill(str(taken_port))
         page.get_by_role("button", name="Save", exact=True).click()
         assert page.get_by_text(re.compile("Senders try port 25 by default")).first.is_visible()
         page.get_by_role("button", name="Save anyway").click()
-        page.wait_for_url(re.compile(rf".*{server.get_absolute_url()}$"))
+        page.wait_for_url(re.compile(rf".*{server.get_absolute_url()}(#tab-[a-z-]+)?$"))
 
         status = dashboard_until(page, live_server, server, "Drift: port not bound")
         assert f"TCP/IP port {taken_port} on 127.0.0.1 is configured but not bound" in status.inner_text()
@@ -59,7 +60,7 @@ def test_port_taken_by_another_process_is_flagged_and_one_click_restore_binds_th
 
         status.get_by_role("link", name="Restore version 1").click()
         page.get_by_role("button", name="Restore version 1").click()
-        page.wait_for_url(re.compile(rf".*{server.get_absolute_url()}$"))
+        page.wait_for_url(re.compile(rf".*{server.get_absolute_url()}(#tab-[a-z-]+)?$"))
         assert page.get_by_text("Version 1 of “mail1/Acme” was restored as a new version.").is_visible()
 
         with connect_within(old_port, 3) as client:

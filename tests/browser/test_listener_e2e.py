@@ -41,12 +41,13 @@ def test_admin_moves_inbound_port_and_mail_on_the_new_port_reaches_the_mailbox(
     assert "Listener running" in status.inner_text()
 
     page.get_by_role("link", name="Edit").first.click()
+    page.get_by_role("tab", name="Ports", exact=True).click()
     page.get_by_role("tab", name="Mail").click()
     page.locator("#id_smtp_inbound_tcp_port").fill(str(new_port))
     page.get_by_role("button", name="Save", exact=True).click()
     assert page.get_by_text(re.compile("Senders try port 25 by default")).first.is_visible()
     page.get_by_role("button", name="Save anyway").click()
-    page.wait_for_url(re.compile(rf".*{server.get_absolute_url()}$"))
+    page.wait_for_url(re.compile(rf".*{server.get_absolute_url()}(#tab-[a-z-]+)?$"))
 
     with connect_within(new_port, 2) as client:
         client.ehlo("client.example.org")

@@ -42,6 +42,7 @@ def test_admin_changes_inbound_port_on_mail_tab_and_finds_it_audited(page, live_
     page.goto(f"{live_server.url}{server.get_absolute_url()}")
     page.get_by_role("link", name="Edit").first.click()
 
+    page.get_by_role("tab", name="Ports", exact=True).click()
     page.get_by_role("tab", name="Mail").click()
     port = page.locator("#id_smtp_inbound_tcp_port")
     assert port.is_visible()
@@ -54,7 +55,7 @@ def test_admin_changes_inbound_port_on_mail_tab_and_finds_it_audited(page, live_
     assert server.smtp_inbound_tcp_port == 25, "a warning must not save before the admin confirms"
 
     page.get_by_role("button", name="Save anyway").click()
-    page.wait_for_url(re.compile(rf".*{server.get_absolute_url()}$"))
+    page.wait_for_url(re.compile(rf".*{server.get_absolute_url()}(#tab-[a-z-]+)?$"))
     assert page.get_by_text("2526").first.is_visible()
 
     server.refresh_from_db()

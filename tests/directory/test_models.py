@@ -126,3 +126,14 @@ def test_a_server_without_its_own_configuration_uses_the_default_one(db):
     assert server.configuration() == default
     own = save(ConfigurationSettings, server="mail1/Acme", max_recipients=5)
     assert server.configuration() == own
+
+
+@pytest.mark.django_db
+def test_a_site_naming_a_server_that_does_not_exist_warns():
+    from directory.models import InternetSite, Server
+
+    Server.objects.create(name="mail1/Acme", host_name="mail1.acme.test")
+    site = InternetSite(name="Acme SMTP", servers=["mail1/Acme", "mail9/Acme"])
+    assert [(field, code) for field, code, _message in site.warnings()] == [("servers", "unknown_server")]
+    assert "mail9/Acme" in site.warnings()[0][2] and "mail1/Acme" not in site.warnings()[0][2]
+    assert InternetSite(name="Any", servers=["*"]).warnings() == []

@@ -110,7 +110,7 @@ def test_non_standard_port_is_saved_only_after_save_anyway(editor_client, docume
     page = response.content.decode()
     assert "Senders try port 25 by default" in page
     assert "SMTP Inbound TCP/IP port number" in page.split('class="alert alert-warning')[1]
-    assert 'name="save_anyway"' in page and ">Save</button>" in page
+    assert 'name="save_anyway"' in page and ">Save</button>" not in page, "no Save button that would only ask again"
     server.refresh_from_db()
     assert server.smtp_inbound_tcp_port == 25
 
@@ -125,6 +125,21 @@ def test_non_standard_port_is_saved_only_after_save_anyway(editor_client, docume
     assert response.status_code == 302
     server.refresh_from_db()
     assert server.smtp_inbound_tcp_port == 26
+
+    response = editor_client.post(edit_url, form_data(models.Server, server, smtp_inbound_ssl_port="466"))
+    assert response.status_code == 302, "the port did not change: its warning is a standing notice, not a question"
+    server.refresh_from_db()
+    assert server.smtp_inbound_ssl_port == 466
+    assert "Senders try port 25 by default" in editor_client.get(server.get_absolute_url()).content.decode()
+
+
+def test_failed_save_keeps_the_stored_name_in_heading_and_breadcrumb(editor_client, documents):
+    server = documents["server"]
+    response = editor_client.post(url(models.Server, "update", server.pk), form_data(models.Server, server, name="", smtp_inbound_ssl_port="25"))
+    assert response.status_code == 200
+    page = response.content.decode()
+    heading = page.split("<h1")[1].split("</h1>")[0]
+    assert server.name in heading and server.name in page.split('class="breadcrumb"')[1].split("</ol>")[0]
 
 
 def test_error_is_shown_on_its_field_and_nothing_is_saved(editor_client, documents):
@@ -167,11 +182,18 @@ def test_detail_shows_labels_values_and_audit_trail(editor_client, documents):
     editor_client.post(url(models.Server, "update", server.pk), form_data(models.Server, server, host_name="smtp1.acme.test", tls_credentials=""))
     response = editor_client.get(server.get_absolute_url())
     page = response.content.decode()
-    labels = {entry["label"]: entry["value"] for tab in response.context["tabs"] for column in tab["columns"] for entry in column if "label" in entry}
+
+    def all_tabs(tabs):
+        for tab in tabs:
+            yield tab
+            yield from all_tabs(tab["subtabs"])
+
+    labels = {entry["label"]: entry["value"] for tab in all_tabs(response.context["tabs"]) for column in tab["columns"] for entry in column if "label" in entry}
+    assert [tab["id"] for tab in all_tabs(response.context["tabs"])] == ["tab-basics", "tab-security", "tab-ports", "tab-internet-ports", "tab-mail"]
     assert labels["Fully qualified Internet host name"] == "smtp1.acme.test"
     assert labels["SMTP listener task"] == "Enabled"
     assert labels["SSL authentication: Name & password"] == "Yes"
-    assert [tab["label"] for tab in response.context["tabs"]] == ["Basics", "Security", "Ports", "Mail"]
+    assert [tab["label"] for tab in all_tabs(response.context["tabs"])] == ["Basics", "Security", "Ports", "Internet Ports", "Mail"]
     trail = page.split('id="audit-trail"')[1]
     assert "mail1.acme.test" in trail and "smtp1.acme.test" in trail and "mail1-cert" in trail
     assert "editor" in trail

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from django.db import connection, transaction
+from prometheus_client import REGISTRY
 
 from smtpservice.core.limits import Limits
 from smtpservice.models import MailboxEntry, QueuedRecipient, ReceivedMessage, SessionLog
@@ -219,4 +220,47 @@ def test_a_write_error_on_the_last_insert_answers_451_and_rolls_back_the_whole_m
     assert_only_250_stored(replies)
     assert MailboxEntry.objects.get().message.message_id == "<whole@example.org>"
     assert QueuedRecipient.objects.get().recipient == "partner@other.test"
+    nothing_half_written()
+
+
+# --- group commit ------------------------------------------------------------------------------------
+
+
+def deliver_together(port, message_ids, recipients=("jane@acme.test",)):
+    """Send the messages from parallel clients; their final replies by Message-ID."""
+    with ThreadPoolExecutor(max_workers=len(message_ids)) as pool:
+        replies = pool.map(lambda message_id: deliver(port, message_id, recipients=recipients), message_ids)
+        return dict(zip(message_ids, replies, strict=True))
+
+
+def batches_committed():
+    return REGISTRY.get_sample_value("smtp_listener_store_batch_messages_count") or 0
+
+
+def test_messages_that_arrive_together_are_committed_together_each_acknowledged_after_its_commit(listener):
+    port, _service = listener
+    message_ids = [f"<together-{n}@example.org>" for n in range(10)]
+    before = batches_committed()
+    with database_locked():
+        # While another writer holds the database, the messages wait for the commit that will hold them.
+        sending = ThreadPoolExecutor(max_workers=1).submit(deliver_together, port, message_ids)
+        time.sleep(STORE_WAIT / 2)
+        assert not sending.done(), "a message was acknowledged before the database could commit it"
+    replies = sending.result(timeout=30)
+    assert_only_250_stored(replies)
+    assert all(code == 250 for code, _text in replies.values()), replies
+    assert batches_committed() - before < len(message_ids), "every message had a transaction of its own"
+
+
+def test_a_failing_commit_fails_every_message_of_its_batch_and_the_listener_keeps_serving(listener, last_insert_fails):
+    port, _service = listener
+    both = ("jane@acme.test", "partner@other.test")
+    replies = deliver_together(port, [f"<batch-{n}@example.org>" for n in range(8)], recipients=both)
+    assert [code for code, _text in replies.values()] == [451] * 8, replies
+    assert not ReceivedMessage.objects.exists() and not MailboxEntry.objects.exists()
+
+    last_insert_fails()
+    time.sleep(BACKOFF)
+    replies = {**replies, **deliver_together(port, [f"<after-{n}@example.org>" for n in range(4)], recipients=both)}
+    assert_only_250_stored(replies)
     nothing_half_written()

@@ -1,6 +1,7 @@
 """The listener killed with SIGKILL in the middle of a burst, then restarted: no message is lost or doubled.
 
-``manage.py runsmtp`` runs as a real separate process on the test database. Two hundred clients from
+``manage.py runsmtp --workers 2`` runs as real separate processes on the test database (the supervisor is
+killed; its workers die with it). Two hundred clients from
 twenty addresses send messages with unique Message-IDs as fast as they can; once enough have been
 acknowledged the process is killed (SIGKILL: no signal handler, no clean-up), then started again.
 
@@ -114,7 +115,7 @@ def runsmtp_process(transactional_db, monkeypatch):
     processes = []
 
     def start(server):
-        process = subprocess.Popen(**command("--server", server.name, "--grace", "1"))
+        process = subprocess.Popen(**command("--server", server.name, "--grace", "1", "--workers", "2"))
         processes.append(process)
 
         def listening():

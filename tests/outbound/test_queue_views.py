@@ -7,6 +7,7 @@ from django.test import Client
 from django.urls import reverse
 
 from directory.roles import EDITOR, READER
+from smtpservice.core import texts
 from smtpservice.models import DeliveryAttempt, MailboxEntry, QueuedRecipient
 from tests.conftest import make_user
 from tests.outbound.conftest import ALPHA, BOB, JANE, change, queue_at
@@ -90,11 +91,13 @@ def test_hold_release_and_retry_now_change_the_queue_and_are_logged(alpha, edito
     editor_client.post(reverse("queue:message-retry", args=[message.pk]))
     queued = QueuedRecipient.objects.get(message=message)
     assert queued.state == "queued" and queued.next_attempt_at.year < 2099
-    log = [attempt.detail for attempt in DeliveryAttempt.objects.filter(message=message, outcome="action")]
+    log = [texts.render(attempt.detail) for attempt in DeliveryAttempt.objects.filter(message=message, outcome="action")]
     assert log == [
-        "Held by user-editor: 1 recipients.", "Released by user-editor: 1 recipients due at once.",
-        "Retry now by user-editor: 1 recipients due at once.",
+        "Held by user-editor: 1 recipient.", "Released by user-editor: 1 recipient due at once.",
+        "Retry now by user-editor: 1 recipient due at once.",
     ]
+    page = editor_client.get(detail, HTTP_ACCEPT_LANGUAGE="fr").content.decode()
+    assert "user-editor" in page and "Held by" not in page, "the stored log is read in the reader's language"
 
 
 def test_a_held_message_is_not_sent(alpha, editor_client, make_router):
@@ -130,7 +133,7 @@ def test_send_a_test_message_queues_it_and_its_page_shows_the_delivery(alpha, be
     response = editor_client.post(reverse("queue:send-test"), {"server": ALPHA, "recipient": BOB, "subject": "", "body": ""})
     message = QueuedRecipient.objects.get(recipient=BOB).message
     assert response.url == reverse("queue:message-detail", args=[message.pk])
-    assert (message.mail_from, message.subject, message.origin) == ("postmaster@acme.test", "Test message from mail1/Acme", "console")
+    assert (message.mail_from, message.subject, message.origin) == (JANE, "Test message from mail1/Acme", "console"), "a person of a local domain, whose mailbox gets any report"
 
     make_router(alpha).run_once()
 

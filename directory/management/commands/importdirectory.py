@@ -1,5 +1,4 @@
 """``importdirectory``: validate a JSON directory file with the console's rules and apply it all or nothing."""
-import json
 import os
 import sys
 
@@ -79,14 +78,6 @@ class Command(BaseCommand):
         if len(text) > max_bytes:
             raise too_large
         try:
-            return json.loads(text, parse_constant=self.refuse_constant)
-        except RecursionError:
-            raise CommandError(_("%(file)s nests lists or objects too deeply to be a directory file.") % {"file": file}) from None
-        except ValueError as error:
-            # JSONDecodeError, and numbers too long to convert (sys.get_int_max_str_digits).
-            raise CommandError(_("%(file)s is not valid JSON: %(error)s") % {"file": file, "error": error}) from None
-
-    @staticmethod
-    def refuse_constant(name):
-        """Python reads NaN and Infinity, which JSON (RFC 8259 s 6) does not have."""
-        raise ValueError(_("%(value)s is not a JSON value") % {"value": name})
+            return importexport.loads(text, file)
+        except importexport.FileError as error:
+            raise CommandError(str(error)) from None
