@@ -5,6 +5,10 @@ views and ``importdirectory`` alike), so no change escapes the trail. Secret fie
 the trail; the ``DocumentVersion`` written with each entry keeps them as stored, for restore only
 (``docs/design/history.md``).
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from django.db import router, transaction
 from django.db.models import Max
 from django.db.models.deletion import Collector
@@ -13,21 +17,28 @@ from django.utils.crypto import salted_hmac
 
 from directory.models import AuditEntry, Document, DocumentVersion
 
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+    from django.db.models import Field
+    from django.forms import ModelForm
+
+    User = AbstractBaseUser | AnonymousUser | None
+
 MASK = "********"
 
 
-def document_type(instance):
+def document_type(instance: Document) -> str:
     return instance._meta.model_name
 
 
-def masked(value):
+def masked(value: str | None) -> str:
     """Hide a secret but let a change show: the mask carries a keyed fingerprint of the value."""
     if not value:
         return ""
     return f"{MASK} {salted_hmac('directory.audit', value).hexdigest()[:8]}"
 
 
-def field_value(instance, field, secrets=False):
+def field_value(instance: Document, field: Field, secrets: bool = False) -> object:
     """A JSON-able value for one field; documents referred to are written by name."""
     if field.is_relation:
         related = getattr(instance, field.name)
@@ -40,7 +51,7 @@ def field_value(instance, field, secrets=False):
     return value
 
 
-def snapshot(instance, secrets=False):
+def snapshot(instance: Document, secrets: bool = False) -> dict:
     """Every editable field of a document, secrets masked unless ``secrets`` (a version to restore)."""
     return {
         field.name: field_value(instance, field, secrets)
@@ -49,19 +60,19 @@ def snapshot(instance, secrets=False):
     }
 
 
-def diff(before, after):
+def diff(before: dict, after: dict) -> dict:
     """``{field: [old, new]}`` for the fields whose value changed."""
     keys = list(after) + [key for key in before if key not in after]
     return {key: [before.get(key), after.get(key)] for key in keys if before.get(key) != after.get(key)}
 
 
-def actor_name(user, source=None):
+def actor_name(user: User, source: str | None = None) -> str:
     if user is not None and user.is_authenticated:
         return user.get_username()
     return source or "system"
 
 
-def audit_entry(user, action: str, instance: Document, before: dict | None = None, source: str | None = None) -> AuditEntry | None:
+def audit_entry(user: User, action: str, instance: Document, before: dict | None = None, source: str | None = None) -> AuditEntry | None:
     """The unsaved AuditEntry of one change, or None for a change that changes nothing."""
     after = snapshot(instance) if action != AuditEntry.Action.DELETE else {}
     changes = diff(before or {}, after)
@@ -79,7 +90,7 @@ def audit_entry(user, action: str, instance: Document, before: dict | None = Non
     )
 
 
-def record(user, action: str, instance: Document, before: dict | None = None, source: str | None = None) -> AuditEntry | None:
+def record(user: User, action: str, instance: Document, before: dict | None = None, source: str | None = None) -> AuditEntry | None:
     """Record one change in the audit trail (nothing for a change that changes nothing)."""
     entry = audit_entry(user, action, instance, before, source)
     if entry is not None:
@@ -87,7 +98,8 @@ def record(user, action: str, instance: Document, before: dict | None = None, so
     return entry
 
 
-def keep_version(instance, action, data, entry=None, restored_from=None):
+def keep_version(instance: Document, action: str, data: dict, entry: AuditEntry | None = None,
+                 restored_from: DocumentVersion | None = None) -> DocumentVersion:
     """Number and store one version of a document: the next number after its last one."""
     document, object_id = document_type(instance), str(instance.pk)
     last = DocumentVersion.objects.filter(document_type=document, object_id=object_id).aggregate(last=Max("number"))["last"]
@@ -97,14 +109,14 @@ def keep_version(instance, action, data, entry=None, restored_from=None):
     )
 
 
-def baseline_version(instance):
+def baseline_version(instance: Document) -> DocumentVersion:
     """The first version of a document saved before history was kept: it as it is now, so a change can be undone."""
     versions = DocumentVersion.objects.filter(document_type=document_type(instance), object_id=str(instance.pk))
     return versions.order_by("number").first() or keep_version(instance, DocumentVersion.Action.BASELINE, snapshot(instance, secrets=True))
 
 
 @transaction.atomic
-def save_document(form, user, source=None, restored_from=None):
+def save_document(form: ModelForm, user: User, source: str | None = None, restored_from: DocumentVersion | None = None) -> Document:
     """Save a valid ModelForm and record what changed and the new version, in one transaction.
 
     ``restored_from`` is the DocumentVersion whose values the form carries, when this save restores it.
@@ -137,7 +149,7 @@ def bulk_create_sending_signals(model: type, instances: list, using: str) -> lis
 
 
 @transaction.atomic
-def save_new_documents(forms: list, user, source: str | None = None) -> list:
+def save_new_documents(forms: list, user: User, source: str | None = None) -> list:
     """Create many documents of one type (the import) with what ``save_document`` gives each one,
     an audit entry and a first version, in a few bulk INSERTs instead of several queries per document."""
     documents = [form.save(commit=False) for form in forms]
@@ -166,7 +178,7 @@ def save_new_documents(forms: list, user, source: str | None = None) -> list:
     return documents
 
 
-def cascaded_documents(instance):
+def cascaded_documents(instance: Document) -> list[Document]:
     """The other directory documents deleting ``instance`` deletes with it (a server's own Configuration Settings)."""
     collector = Collector(using=router.db_for_write(type(instance)))
     collector.collect([instance])
@@ -176,7 +188,7 @@ def cascaded_documents(instance):
 
 
 @transaction.atomic
-def delete_document(instance, user, source=None):
+def delete_document(instance: Document, user: User, source: str | None = None) -> None:
     """Delete a document and the documents that go with it, recording each one's last values and version."""
     doomed = [
         (document, document.pk, snapshot(document), snapshot(document, secrets=True))

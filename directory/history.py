@@ -6,6 +6,10 @@ restore fills the document's console form with a version's values, so every rule
 new audited version itself. Secrets are put back as stored and never leave this module as text.
 ``docs/design/history.md`` explains the design.
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from django.db.models import Exists, OuterRef
 from django.forms import ModelChoiceField
 from django.utils.translation import gettext as _
@@ -14,10 +18,16 @@ from directory import audit
 from directory.forms import FORMS
 from directory.models import DocumentVersion
 
+if TYPE_CHECKING:
+    from django.db.models import Model, QuerySet
+
+    from directory.audit import User
+    from directory.models import Document
+
 SKIPPED_FIELDS = ("id", "created", "modified")
 
 
-def versions_of(document_type, object_id):
+def versions_of(document_type: str, object_id: int | str) -> QuerySet[DocumentVersion]:
     """The versions of one document, newest first."""
     return (
         DocumentVersion.objects.filter(document_type=document_type, object_id=str(object_id))
@@ -26,18 +36,18 @@ def versions_of(document_type, object_id):
     )
 
 
-def field_names(model):
+def field_names(model: type[Model]) -> list[str]:
     return [field.name for field in model._meta.concrete_fields if field.name not in SKIPPED_FIELDS]
 
 
-def compare(model, first, second):
+def compare(model: type[Model], first: dict, second: dict) -> list[tuple[str, object, object, bool]]:
     """``(field, first value, second value, changed)`` for every field of two versions' data."""
     names = field_names(model)
     names += [name for name in (*first, *second) if name not in names and name not in SKIPPED_FIELDS]
     return [(name, first.get(name), second.get(name), first.get(name) != second.get(name)) for name in dict.fromkeys(names)]
 
 
-def deleted_versions():
+def deleted_versions() -> QuerySet[DocumentVersion]:
     """The last version of every deleted document that was not restored since: newest deletion first."""
     later = DocumentVersion.objects.filter(
         document_type=OuterRef("document_type"), object_id=OuterRef("object_id"), number__gt=OuterRef("number"),
@@ -50,7 +60,7 @@ def deleted_versions():
     )
 
 
-def form_value(value):
+def form_value(value: object) -> object:
     """A stored value as the form takes it: lists and booleans as they are, nothing as blank."""
     return "" if value is None else value
 
@@ -65,7 +75,7 @@ class Restore:
     A deleted document is recreated with its old id, so its history goes on where it stopped.
     """
 
-    def __init__(self, version, confirmed=""):
+    def __init__(self, version: DocumentVersion, confirmed: str = "") -> None:
         self.version = version
         model = version.model
         self.current = model.objects.filter(pk=version.object_id).first()
@@ -92,26 +102,26 @@ class Restore:
                 field.error_messages = {**field.error_messages, "invalid_choice": message.replace("%", "%%")}
 
     @property
-    def recreates(self):
+    def recreates(self) -> bool:
         return self.current is None
 
-    def is_valid(self):
+    def is_valid(self) -> bool:
         return self.form.is_valid()
 
     @property
-    def warning_codes(self):
+    def warning_codes(self) -> str:
         return self.form.warning_codes if self.form.is_valid() else ""
 
     @property
-    def changes(self):
+    def changes(self) -> list[tuple[str, object, object, bool]]:
         """``compare`` of the document as it is now and as the restore leaves it."""
         return compare(self.version.model, self.current_data, self.version.data)
 
     @property
-    def unchanged(self):
+    def unchanged(self) -> bool:
         """The document exists and already has every value of the version."""
         return self.current is not None and not any(changed for *_values, changed in self.changes)
 
-    def save(self, user):
+    def save(self, user: User) -> Document:
         """Save the restored values as a new version of the document (check ``unchanged`` first)."""
         return audit.save_document(self.form, user, restored_from=self.version)

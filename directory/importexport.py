@@ -5,10 +5,13 @@ through ``directory.audit``, so a document is held to the same rules and leaves 
 whichever way it arrives; it applies all or nothing. Export is deterministic (keys in the order of
 the format, documents sorted by name) so that files can be compared and kept in version control.
 """
+from __future__ import annotations
+
 import copy
 import difflib
 import json
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, NoReturn
 
 from django.contrib.auth.hashers import identify_hasher
 from django.core.exceptions import ValidationError
@@ -19,6 +22,12 @@ from django.utils.translation import gettext_lazy as _
 from directory import audit, models, names, validators
 from directory.forms import FORMS
 
+if TYPE_CHECKING:
+    from django.forms import ModelForm
+    from django.utils.functional import Promise
+
+    from directory.audit import User
+
 FORMAT = 1
 SOURCE = "importdirectory"
 DEFAULT_CONFIGURATION = "*"
@@ -26,7 +35,7 @@ CREATE_BATCH = 1000
 """New documents are created this many at a time: few queries, and few validated forms held in memory."""
 
 
-def describe(value):
+def describe(value: object) -> Promise:
     """The JSON type of a value, as an error message names it."""
     if value is None:
         return _("null")
@@ -48,25 +57,25 @@ class Kind:
 
     expected = ""
 
-    def accepts(self, value):
+    def accepts(self, value: object) -> bool:
         raise NotImplementedError
 
-    def found(self, value):
+    def found(self, value: object) -> str | Promise:
         return describe(value)
 
-    def problem(self, value):
+    def problem(self, value: object) -> str | None:
         """The message for a value of the wrong type, or None."""
         if self.accepts(value):
             return None
         return _("Expected %(expected)s, not %(found)s.") % {"expected": self.expected, "found": self.found(value)}
 
-    def dump(self, instance, name):
+    def dump(self, instance: models.Document, name: str) -> object:
         return getattr(instance, name)
 
-    def to_form(self, value):
+    def to_form(self, value: object) -> object:
         return value
 
-    def apply(self, instance, name, value):
+    def apply(self, instance: models.Document, name: str, value: object) -> None:
         """Set a value the forms do not take (secrets) directly on the document."""
         setattr(instance, name, value)
 
@@ -74,44 +83,44 @@ class Kind:
 class Text(Kind):
     expected = _("text")
 
-    def accepts(self, value):
+    def accepts(self, value: object) -> bool:
         return isinstance(value, str)
 
 
 class OptionalText(Kind):
     expected = _("text or null")
 
-    def accepts(self, value):
+    def accepts(self, value: object) -> bool:
         return value is None or isinstance(value, str)
 
 
 class Number(Kind):
     expected = _("a whole number")
 
-    def accepts(self, value):
+    def accepts(self, value: object) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
 
 
 class Boolean(Kind):
     expected = _("true or false")
 
-    def accepts(self, value):
+    def accepts(self, value: object) -> bool:
         return isinstance(value, bool)
 
 
 class Lines(Kind):
     expected = _("a list of text entries")
 
-    def accepts(self, value):
+    def accepts(self, value: object) -> bool:
         return isinstance(value, list) and all(isinstance(item, str) for item in value)
 
-    def found(self, value):
+    def found(self, value: object) -> str | Promise:
         if isinstance(value, list):
             wrong = next(item for item in value if not isinstance(item, str))
             return _("a list holding %(found)s") % {"found": describe(wrong)}
         return describe(value)
 
-    def dump(self, instance, name):
+    def dump(self, instance: models.Document, name: str) -> list:
         return list(getattr(instance, name))
 
 
@@ -132,13 +141,13 @@ class Reference(Kind):
 
     expected = _("a name or null")
 
-    def __init__(self, target):
+    def __init__(self, target: str) -> None:
         self.target = target
 
-    def accepts(self, value):
+    def accepts(self, value: object) -> bool:
         return value is None or isinstance(value, str)
 
-    def dump(self, instance, name):
+    def dump(self, instance: models.Document, name: str) -> str | None:
         related = getattr(instance, name)
         return related.name if related is not None else None
 
@@ -148,20 +157,20 @@ class ServerOrDefault(Reference):
 
     expected = _("a server name, or * for the default")
 
-    def accepts(self, value):
+    def accepts(self, value: object) -> bool:
         return isinstance(value, str)
 
-    def dump(self, instance, name):
+    def dump(self, instance: models.Document, name: str) -> str:
         return super().dump(instance, name) or DEFAULT_CONFIGURATION
 
-    def to_form(self, value):
+    def to_form(self, value: str) -> str | None:
         return None if value == DEFAULT_CONFIGURATION else value
 
 
 class PlainPassword(Text):
     """An Internet password in plain text, hashed on import; the same password keeps its hash."""
 
-    def apply(self, instance, name, value):
+    def apply(self, instance: models.Person, name: str, value: str) -> None:
         if not (value and instance.check_internet_password(value)):
             instance.set_internet_password(value)
 
@@ -169,7 +178,7 @@ class PlainPassword(Text):
 class PasswordHash(Text):
     """A stored Django password hash, taken as is when this server recognises its algorithm."""
 
-    def problem(self, value):
+    def problem(self, value: object) -> str | None:
         problem = super().problem(value)
         if problem is None and value:
             try:
@@ -198,11 +207,11 @@ class Key:
             object.__setattr__(self, "field", "_".join(self.path))
 
     @property
-    def name(self):
+    def name(self) -> str:
         return ".".join(self.path)
 
 
-def keys(section=None, **kinds):
+def keys(section: str | None = None, **kinds: Kind) -> tuple[Key, ...]:
     """Keys whose field names are their paths joined by ``_`` (``smtp_inbound.tcp_port``)."""
     prefix = (section,) if section else ()
     return tuple(Key(prefix + (name,), kind) for name, kind in kinds.items())
@@ -221,29 +230,29 @@ class DocumentType:
     exclusive: tuple = ()  # pairs of keys that may not be given together
 
     @property
-    def form(self):
+    def form(self) -> type[ModelForm]:
         return FORMS[self.model]
 
     @property
-    def identity_key(self):
+    def identity_key(self) -> Key:
         return self.key_at((self.identity,))
 
-    def key_at(self, path):
+    def key_at(self, path: tuple) -> Key | None:
         return next((key for key in self.keys if key.path == path), None)
 
     @property
-    def sections(self):
+    def sections(self) -> set[tuple]:
         return {key.path[:-1] for key in self.keys if len(key.path) > 1}
 
-    def path_of(self, where, field_name):
+    def path_of(self, where: str, field_name: str | None) -> str:
         """The JSON path of a form or model field; the document's own for non-field errors and anything else."""
         key = next((key for key in self.keys if key.field == field_name and key.exported), None)
         return f"{where}.{key.name}" if key else where
 
-    def normalised(self, name):
+    def normalised(self, name: str) -> str:
         return (names.abbreviate(name) if self.hierarchical else name).lower()
 
-    def find(self, name):
+    def find(self, name: str) -> models.Document | None:
         """The existing document of this name: the same spelling first, else the same without regard to case."""
         manager = self.model.objects
         if isinstance(self.identity_key.kind, ServerOrDefault) and name == DEFAULT_CONFIGURATION:
@@ -252,7 +261,7 @@ class DocumentType:
             name = names.abbreviate(name)
         return manager.filter(**{self.lookup: name}).first() or manager.filter(**{f"{self.lookup}__iexact": name}).first()
 
-    def dump(self, instance, include_secrets):
+    def dump(self, instance: models.Document, include_secrets: bool) -> dict:
         document = {}
         for key in self.keys:
             if not key.exported or (key.secret and not include_secrets):
@@ -328,7 +337,7 @@ on the credentials of a site that hosts it."""
 TYPES = {doc_type.key: doc_type for doc_type in EXPORT_ORDER}
 
 
-def export_directory(include_secrets=False):
+def export_directory(include_secrets: bool = False) -> dict:
     """The whole directory in the import/export format, as a JSON-able dict."""
     result = {"format": FORMAT}
     for doc_type in EXPORT_ORDER:
@@ -338,7 +347,7 @@ def export_directory(include_secrets=False):
     return result
 
 
-def dumps(document):
+def dumps(document: dict) -> str:
     """The file text: two-space indents, keys in the format's order, a final newline."""
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
@@ -394,12 +403,12 @@ class FileError(ValueError):
     """A file that is not a JSON document at all: the command and the console page say why in one line."""
 
 
-def _refuse_constant(name):
+def _refuse_constant(name: str) -> NoReturn:
     """Python reads NaN and Infinity, which JSON (RFC 8259 s 6) does not have."""
     raise ValueError(_("%(value)s is not a JSON value") % {"value": name})
 
 
-def loads(text: str, file: str):
+def loads(text: str, file: str) -> object:
     """The parsed import file ``file`` (its name, for the messages), or FileError saying why it is not JSON."""
     try:
         return json.loads(text, parse_constant=_refuse_constant)
@@ -410,7 +419,7 @@ def loads(text: str, file: str):
         raise FileError(_("%(file)s is not valid JSON: %(error)s") % {"file": file, "error": error}) from None
 
 
-def import_directory(document, replace=False, dry_run=False, user=None):
+def import_directory(document: object, replace: bool = False, dry_run: bool = False, user: User = None) -> Report:
     """Validate and apply a parsed import file; on any error, or with ``dry_run``, roll everything back.
 
     ``user`` is the console user importing from the console's page, recorded in the audit trail.
@@ -426,7 +435,7 @@ def import_directory(document, replace=False, dry_run=False, user=None):
 class Importer:
     """Applies one file inside the caller's transaction, recording every problem in the report."""
 
-    def __init__(self, report, replace, user=None):
+    def __init__(self, report: Report, replace: bool, user: User = None) -> None:
         self.report = report
         self.replace = replace
         self.user = user
@@ -438,10 +447,10 @@ class Importer:
         self.new_forms = []  # (where, form) of valid new documents of that type, created together
         self.new_initial = {}  # type key -> what the console's New form shows, read once
 
-    def error(self, path, message):
+    def error(self, path: str, message: str | Promise) -> None:
         self.report.errors.append((path, message))
 
-    def run(self, document):
+    def run(self, document: object) -> None:
         if not isinstance(document, dict):
             self.error("", _("The file must hold a JSON object with “format”: %(format)s and lists of documents.") % {"format": FORMAT})
             return
@@ -461,7 +470,7 @@ class Importer:
             self.collect_warnings()
         self.report.tallies = {key: self.report.tallies[key] for key in TYPES if key in self.report.tallies}
 
-    def check_format(self, document):
+    def check_format(self, document: dict) -> None:
         if "format" not in document:
             self.error("format", _("This key is required: this importer reads format %(format)s.") % {"format": FORMAT})
         elif type(document["format"]) is not int or document["format"] != FORMAT:
@@ -469,14 +478,14 @@ class Importer:
                 "found": json.dumps(document["format"]), "format": FORMAT,
             })
 
-    def unknown_key(self, path, name, known):
+    def unknown_key(self, path: str, name: str, known: list[str]) -> None:
         close = difflib.get_close_matches(name, known, n=1)
         if close:
             self.error(path, _("Unknown key (did you mean “%(key)s”?).") % {"key": close[0]})
         else:
             self.error(path, _("Unknown key."))
 
-    def import_list(self, doc_type, documents):
+    def import_list(self, doc_type: DocumentType, documents: object) -> None:
         if not isinstance(documents, list):
             self.error(doc_type.key, _("Expected a list of documents, not %(found)s.") % {"found": describe(documents)})
             return
@@ -495,7 +504,7 @@ class Importer:
                     self.failed[doc_type.key].setdefault(doc_type.normalised(name), where)
         self.create_new(doc_type)
 
-    def read(self, doc_type, document, where, prefix=()):
+    def read(self, doc_type: DocumentType, document: dict, where: str, prefix: tuple = ()) -> tuple[dict, set]:
         """The values of the known keys of well-typed values, and the paths that had a problem."""
         values, problems = {}, set()
         for name, value in document.items():
@@ -522,7 +531,7 @@ class Importer:
                 self.unknown_key(label, name, known)
         return values, problems
 
-    def import_document(self, doc_type, where, document):
+    def import_document(self, doc_type: DocumentType, where: str, document: object) -> object:
         """Validate one document with its console form and save it; return its name when it has one."""
         if not isinstance(document, dict):
             self.error(where, _("Expected an object, not %(found)s.") % {"found": describe(document)})
@@ -568,7 +577,7 @@ class Importer:
         self.save(doc_type, where, form, stored)
         return name
 
-    def bound_form(self, doc_type, instance, values):
+    def bound_form(self, doc_type: DocumentType, instance: models.Document | None, values: dict) -> ModelForm:
         """The console form of the document, its missing keys filled from the current values."""
         if instance is None:
             instance = doc_type.model()
@@ -592,7 +601,7 @@ class Importer:
                 key.kind.apply(instance, key.field, value)
         return doc_type.form(data=data, instance=instance)
 
-    def check_applied(self, where, instance, values):
+    def check_applied(self, where: str, instance: models.Document, values: dict) -> set[Key]:
         """Values set on the document rather than through its form (secrets) still obey their field's limits."""
         wrong = set()
         for key in values:
@@ -606,7 +615,7 @@ class Importer:
                 wrong.add(key)
         return wrong
 
-    def report_form_errors(self, doc_type, where, form, values, problems):
+    def report_form_errors(self, doc_type: DocumentType, where: str, form: ModelForm, values: dict, problems: set[Key]) -> None:
         wrong_fields = {key.field for key in problems}
         for field_name, errors in form.errors.as_data().items():
             if field_name in wrong_fields:
@@ -624,7 +633,7 @@ class Importer:
                 for message in error.messages:
                     self.error(path, message)
 
-    def missing_reference(self, target, name):
+    def missing_reference(self, target: str, name: str | None) -> str:
         """Say which document is missing, or which earlier document of the file failed."""
         target_type = TYPES[target]
         failed = self.failed.get(target, {}).get(target_type.normalised(name))
@@ -634,7 +643,7 @@ class Importer:
             "document": target_type.model._meta.verbose_name, "name": name,
         }
 
-    def save(self, doc_type: DocumentType, where: str, form, stored: dict | None) -> None:
+    def save(self, doc_type: DocumentType, where: str, form: ModelForm, stored: dict | None) -> None:
         """Save a changed document now; keep a new one to create with the others of its type."""
         tally = self.report.tallies[doc_type.key]
         instance = form.instance
@@ -652,7 +661,7 @@ class Importer:
             self.imported[doc_type.key][saved.pk] = where
             tally.updated += 1
 
-    def save_one(self, where: str, form) -> models.Document | None:
+    def save_one(self, where: str, form: ModelForm) -> models.Document | None:
         """Save one document through the audit trail; a refusal of the database is an error of the document."""
         try:
             return audit.save_document(form, self.user, source=SOURCE)
@@ -683,7 +692,7 @@ class Importer:
             self.imported[doc_type.key][document.pk] = where
         self.report.tallies[doc_type.key].created += len(created)
 
-    def delete_unlisted(self, doc_type):
+    def delete_unlisted(self, doc_type: DocumentType) -> None:
         """``--replace``: delete the documents of this type that the file does not list."""
         keep = self.listed[doc_type.key] | set(self.imported[doc_type.key])
         for instance in doc_type.model.objects.exclude(pk__in=keep):
@@ -698,7 +707,7 @@ class Importer:
             else:
                 self.report.tallies[doc_type.key].deleted += 1
 
-    def check_still_there(self):
+    def check_still_there(self) -> None:
         """A Configuration Settings document goes with its server: catch one that ``--replace`` took with it."""
         for doc_type in IMPORT_ORDER:
             imported = self.imported.get(doc_type.key, {})
@@ -707,7 +716,7 @@ class Importer:
                 if pk not in present:
                     self.error(where, _("--replace deleted this document with a document that the file does not list."))
 
-    def collect_warnings(self):
+    def collect_warnings(self) -> None:
         """Warnings of the directory as the import leaves it, so documents that refer to each other agree."""
         for doc_type in IMPORT_ORDER:
             imported = self.imported.get(doc_type.key, {})

@@ -4,8 +4,12 @@ Field names follow the keys of the import/export format (spec section 7), which 
 the administrator reads in the console. Cross-field errors live in ``clean()`` so the forms and the
 import share them; advisory warnings come from ``warnings()`` and never block a save.
 """
+from __future__ import annotations
+
 import contextlib
 import contextvars
+from collections.abc import Callable, Collection, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 from django.apps import apps
 from django.contrib.auth.hashers import check_password, make_password
@@ -30,6 +34,9 @@ from directory.choices import (  # noqa: F401 (the models' choices, named as mod
 )
 from directory.validators import EachValidator
 
+if TYPE_CHECKING:
+    from django.utils.functional import Promise
+
 PORT_RANGE_MESSAGE = _("Enter a port number from 1 to 65535.")
 """The one message for a port out of range, whichever end (the form's own check and the model's agree)."""
 PORT_VALIDATORS = [MinValueValidator(1, message=PORT_RANGE_MESSAGE), MaxValueValidator(65535, message=PORT_RANGE_MESSAGE)]
@@ -37,22 +44,23 @@ STANDARD_SMTP_PORT = 25
 SITE_NOT_ENABLED_TEXT = _("This site is not enabled on the server.")
 
 
-def list_field(verbose_name, entry_validator, help_text, default=list):
+def list_field(verbose_name: str | Promise, entry_validator: Callable[[str], None], help_text: str | Promise,
+               default: Callable[[], list] = list) -> models.JSONField:
     """A list of text entries stored as JSON, each checked by ``entry_validator``."""
     return models.JSONField(
         verbose_name, default=default, blank=True, validators=[EachValidator(entry_validator)], help_text=help_text
     )
 
 
-def default_internal_hosts():
+def default_internal_hosts() -> list[str]:
     return ["127.0.0.0/8", "::1"]
 
 
-def default_administrators():
+def default_administrators() -> list[str]:
     return ["LocalDomainAdmins"]
 
 
-def default_any():
+def default_any() -> list[str]:
     return ["*"]
 
 
@@ -62,7 +70,7 @@ class UniqueValues:
     case) per document. The database's unique constraints still hold: a race ends in IntegrityError.
     """
 
-    def __init__(self, model: type, documents=()):
+    def __init__(self, model: type, documents: Iterable[Document] = ()) -> None:
         self.model = model
         self.fields = [field for field in model._meta.concrete_fields if field.unique and not field.primary_key]
         self.owners = {field.attname: {} for field in self.fields}  # value -> owner
@@ -72,18 +80,18 @@ class UniqueValues:
             self.add(document)
 
     @staticmethod
-    def owner(instance: "Document") -> int:
+    def owner(instance: Document) -> int:
         """A saved document is its primary key; an unsaved one is itself, until it is saved."""
         return instance.pk if instance.pk is not None else id(instance)
 
-    def values(self, instance: "Document") -> tuple:
+    def values(self, instance: Document) -> tuple:
         """Its unique values by column, and its name lower-cased."""
         values = {field.attname: getattr(instance, field.attname) for field in self.fields}
         name_field = self.model.name_field
         value = getattr(instance, name_field) if name_field else None
         return values, (value.lower() if value else None)
 
-    def add(self, instance: "Document") -> None:
+    def add(self, instance: Document) -> None:
         """Hold the values of a document that is saved, or that will be saved with this import."""
         owner = self.owner(instance)
         self.discard(owner)
@@ -104,7 +112,7 @@ class UniqueValues:
         if folded and self.folded.get(folded) == owner:
             del self.folded[folded]
 
-    def errors(self, instance: "Document", exclude) -> dict:
+    def errors(self, instance: Document, exclude: Collection[str] | None) -> dict:
         """The errors ``Document.validate_unique`` would find in the database, as ``{field: [error]}``."""
         exclude = set(exclude or ())
         owner = self.owner(instance)
@@ -126,7 +134,7 @@ _unique_values = contextvars.ContextVar("directory_unique_values", default=None)
 
 
 @contextlib.contextmanager
-def unique_values_in_memory(*indexes: UniqueValues):
+def unique_values_in_memory(*indexes: UniqueValues) -> Iterator[None]:
     """Within this block, documents of these types check uniqueness against the indexes, not the database."""
     token = _unique_values.set({**(_unique_values.get() or {}), **{index.model: index for index in indexes}})
     try:
@@ -149,7 +157,7 @@ class Document(models.Model):
     class Meta:
         abstract = True
 
-    def validate_unique(self, exclude=None):
+    def validate_unique(self, exclude: Collection[str] | None = None) -> None:
         """Django checks the exact name; also refuse one that differs from another only in case."""
         index = (_unique_values.get() or {}).get(type(self))
         if index is not None:
@@ -170,12 +178,12 @@ class Document(models.Model):
         if errors:
             raise ValidationError(errors)
 
-    def warnings(self):
+    def warnings(self) -> list[tuple[str, str, str]]:
         """Advisory problems: ``[(field, code, message)]``. The admin may save anyway."""
         return []
 
     @classmethod
-    def warnings_of(cls, documents) -> dict:
+    def warnings_of(cls, documents: Iterable[Document]) -> dict:
         """``{pk: warnings}`` of many saved documents of this type (the import's report), sharing what they read."""
         return {document.pk: document.warnings() for document in documents}
 
@@ -206,10 +214,10 @@ class TLSCredentials(Document):
     def __str__(self):
         return self.name
 
-    def get_absolute_url(self):
+    def get_absolute_url(self) -> str:
         return reverse("directory:tlscredentials-detail", args=[self.pk])
 
-    def clean(self):
+    def clean(self) -> None:
         from directory import tls
 
         if not self.certificate_pem or not self.private_key_pem:
@@ -235,15 +243,15 @@ class TLSCredentials(Document):
                     }
                 )
 
-    def covers(self, host_name):
+    def covers(self, host_name: str) -> bool:
         from directory import tls
 
         return tls.covers(self.host_names, host_name)
 
-    def expires_soon(self, days=30):
+    def expires_soon(self, days: int = 30) -> bool:
         return self.not_after is not None and self.not_after < timezone.now() + timezone.timedelta(days=days)
 
-    def warnings(self):
+    def warnings(self) -> list[tuple[str, str, str]]:
         if self.expires_soon():
             return [("certificate_pem", "expires_soon", _("This certificate expires within 30 days, on %(date)s.") % {"date": self.not_after.date()})]
         return []
@@ -382,20 +390,20 @@ class Server(Document):
     def __str__(self):
         return self.name
 
-    def get_absolute_url(self):
+    def get_absolute_url(self) -> str:
         return reverse("directory:server-detail", args=[self.pk])
 
     @property
-    def organization(self):
+    def organization(self) -> str:
         return names.organization(self.name)
 
     @property
-    def host_domain(self):
+    def host_domain(self) -> str:
         """The domain of the host name: ``mail1.acme.test`` -> ``acme.test``."""
         parts = self.host_name.split(".")
         return ".".join(parts[1:]) if len(parts) > 2 else self.host_name
 
-    def clean(self):
+    def clean(self) -> None:
         if self.name:
             self.name = names.abbreviate(self.name)
         errors = {}
@@ -419,7 +427,7 @@ class Server(Document):
         if errors:
             raise ValidationError(errors)
 
-    def has_tls_credentials_for_ssl(self):
+    def has_tls_credentials_for_ssl(self) -> bool:
         """Credentials come from this document, or from a hosting Site when Internet Sites are loaded."""
         if self.tls_credentials_id:
             return True
@@ -427,7 +435,7 @@ class Server(Document):
             return any(site.tls_credentials_id for site in InternetSite.objects.hosting(self.name))
         return False
 
-    def configuration(self):
+    def configuration(self) -> ConfigurationSettings | None:
         """The Configuration Settings that apply: this server's own, else the default one."""
         if self.pk:
             own = ConfigurationSettings.objects.filter(server=self).first()
@@ -435,7 +443,7 @@ class Server(Document):
                 return own
         return ConfigurationSettings.objects.filter(server__isnull=True).first()
 
-    def warnings(self):
+    def warnings(self) -> list[tuple[str, str, str]]:
         result = []
         if self.smtp_inbound_tcp_port != STANDARD_SMTP_PORT:
             result.append((
@@ -612,10 +620,10 @@ class ConfigurationSettings(Document):
         return self.server.name if self.server_id else str(_("* (default)"))
 
     @property
-    def server_label(self):
+    def server_label(self) -> str:
         return self.server.name if self.server_id else "*"
 
-    def get_absolute_url(self):
+    def get_absolute_url(self) -> str:
         return reverse("directory:configurationsettings-detail", args=[self.pk])
 
     def clean(self) -> None:
@@ -641,7 +649,7 @@ class ConfigurationSettings(Document):
         if errors:
             raise ValidationError(errors)
 
-    def effective_local_domains(self, server):
+    def effective_local_domains(self, server: Server) -> list[str]:
         return self.local_domains or [server.host_domain]
 
     def warnings(self) -> list[tuple[str, str, str]]:
@@ -677,7 +685,7 @@ def clear_text_sites(servers: object) -> list[str]:
 
 
 class InternetSiteQuerySet(models.QuerySet):
-    def hosting(self, server_name):
+    def hosting(self, server_name: str) -> InternetSiteQuerySet:
         """SMTP Inbound sites that host this server (listed by name, or ``*``), oldest first."""
         ids = [site.pk for site in self.filter(site_type=SiteType.SMTP_INBOUND) if site.hosts(server_name)]
         return self.filter(pk__in=ids).order_by("created", "pk")
@@ -736,10 +744,10 @@ class InternetSite(Document):
     def __str__(self):
         return self.name
 
-    def get_absolute_url(self):
+    def get_absolute_url(self) -> str:
         return reverse("directory:internetsite-detail", args=[self.pk])
 
-    def hosts(self, server_name):
+    def hosts(self, server_name: str) -> bool:
         """Does this SMTP Inbound site host the server (listed by name, or ``*``)?"""
         wanted = names.abbreviate(server_name)
         return self.site_type == SiteType.SMTP_INBOUND and any(
@@ -747,7 +755,7 @@ class InternetSite(Document):
         )
 
     @property
-    def all_options_off(self):
+    def all_options_off(self) -> bool:
         return not any((
             self.tcp_auth_name_password, self.tcp_auth_anonymous, self.ssl_auth_client_certificate,
             self.ssl_auth_name_password, self.ssl_auth_anonymous,
@@ -813,10 +821,10 @@ class Person(Document):
     def __str__(self):
         return self.full_name
 
-    def get_absolute_url(self):
+    def get_absolute_url(self) -> str:
         return reverse("directory:person-detail", args=[self.pk])
 
-    def clean(self):
+    def clean(self) -> None:
         if self.full_name:
             self.full_name = names.abbreviate(self.full_name)
         if self.internet_address == "":
@@ -824,14 +832,14 @@ class Person(Document):
         elif self.internet_address:
             self.internet_address = self.internet_address.lower()
 
-    def set_internet_password(self, raw_password):
+    def set_internet_password(self, raw_password: str | None) -> None:
         self.internet_password = make_password(raw_password) if raw_password else ""
 
-    def check_internet_password(self, raw_password):
+    def check_internet_password(self, raw_password: str) -> bool:
         return bool(self.internet_password) and check_password(raw_password, self.internet_password)
 
     @property
-    def has_internet_password(self):
+    def has_internet_password(self) -> bool:
         return bool(self.internet_password)
 
 
@@ -857,7 +865,7 @@ class Group(Document):
     def __str__(self):
         return self.name
 
-    def get_absolute_url(self):
+    def get_absolute_url(self) -> str:
         return reverse("directory:group-detail", args=[self.pk])
 
     def warnings(self, groups: dict | None = None) -> list:
@@ -868,7 +876,7 @@ class Group(Document):
         return []
 
     @classmethod
-    def warnings_of(cls, documents) -> dict:
+    def warnings_of(cls, documents: Iterable[Group]) -> dict:
         """One read of every group, and a cycle looked for only from groups that are on one."""
         groups = groups_mapping()
         looping = names.groups_in_cycles(groups)
@@ -878,7 +886,7 @@ class Group(Document):
         }
 
 
-def groups_mapping(override=None):
+def groups_mapping(override: Group | None = None) -> dict[str, tuple[str, list[str]]]:
     """All groups as ``{lower-cased name: (type, members)}`` for the pure name matcher."""
     mapping = {
         names.abbreviate(name).lower(): (group_type, list(members))
@@ -963,9 +971,9 @@ class DocumentVersion(models.Model):
         return f"{self.document_type} {self.object_id} v{self.number}"
 
     @property
-    def model(self):
+    def model(self) -> type[models.Model]:
         return apps.get_model("directory", self.document_type)
 
     @property
-    def actor(self):
+    def actor(self) -> str:
         return self.audit_entry.actor if self.audit_entry_id else ""

@@ -7,6 +7,7 @@ of cases can test them. Names compare without regard to case, as in Domino.
 components are ``Sales/Acme``, at any depth below it; ``*`` matches every name.
 """
 import functools
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from directory.choices import GroupType
@@ -19,7 +20,7 @@ _END = object()  # the end of a list being walked
 ACCESS_GROUP_TYPES = frozenset({GroupType.MULTI_PURPOSE, GroupType.ACL_ONLY})
 
 
-def abbreviate(name) -> str:
+def abbreviate(name: str) -> str:
     """Turn ``CN=Jane Doe/OU=Sales/O=Acme`` into ``Jane Doe/Sales/Acme`` and trim blanks."""
     return _abbreviated(str(name))
 
@@ -42,12 +43,12 @@ def _parts(name: str) -> tuple:
     return tuple(part.lower() for part in _abbreviated(name).split("/"))
 
 
-def components(name) -> list:
+def components(name: str) -> list:
     """Components of a name, lower-cased for comparison."""
     return list(_parts(str(name)))
 
 
-def _key(name) -> str:
+def _key(name: str) -> str:
     """The lower-cased abbreviated name: how groups are looked up."""
     return _joined(str(name))
 
@@ -57,7 +58,7 @@ def _joined(name: str) -> str:
     return "/".join(_parts(name))
 
 
-def is_valid_name(name, hierarchical=False):
+def is_valid_name(name: str, hierarchical: bool = False) -> bool:
     """A name has no empty component; a hierarchical one has at least two."""
     parts = abbreviate(name).split("/")
     if any(not part for part in parts):
@@ -100,18 +101,18 @@ def name_problems(name: str) -> list[tuple[str, str, int]]:
     return problems
 
 
-def organization(name):
+def organization(name: str) -> str:
     """The organization of a hierarchical name is its last component (``mail1/Acme`` -> ``Acme``)."""
     parts = abbreviate(name).split("/")
     return parts[-1] if len(parts) >= 2 else ""
 
 
-def is_wildcard(entry):
+def is_wildcard(entry: str) -> bool:
     entry = abbreviate(entry)
     return entry == "*" or entry.startswith("*/")
 
 
-def wildcard_matches(name, entry) -> bool:
+def wildcard_matches(name: str, entry: str) -> bool:
     """Does the wildcard entry (``*`` or ``*/Sales/Acme``) cover this name?"""
     return _wildcard_covers(_parts(str(entry)), _parts(str(name)))
 
@@ -123,7 +124,7 @@ def _wildcard_covers(entry_parts: tuple, name_parts: tuple) -> bool:
     return len(name_parts) > len(suffix) and name_parts[-len(suffix):] == suffix
 
 
-def same_name(a, b) -> bool:
+def same_name(a: str, b: str) -> bool:
     return _parts(str(a)) == _parts(str(b))
 
 
@@ -134,13 +135,13 @@ class Match:
     entry: str
     via_groups: tuple = ()
 
-    def explain(self):
+    def explain(self) -> str:
         if not self.via_groups:
             return self.entry
         return " > ".join(self.via_groups + (self.entry,))
 
 
-def match_access_list(name, entries, groups, aliases=()):
+def match_access_list(name: str, entries: Iterable[str], groups: Mapping[str, tuple], aliases: Iterable[str] = ()) -> Match | None:
     """Return the first Match of ``name`` (or one of its ``aliases``) in an access list, or None.
 
     ``groups`` maps a lower-cased group name to ``(group_type, members)``. Groups nest to any depth;
@@ -174,7 +175,7 @@ def match_access_list(name, entries, groups, aliases=()):
     return None
 
 
-def expand_group(group_name, groups):
+def expand_group(group_name: str, groups: Mapping[str, tuple]) -> list[str]:
     """Every non-group member reachable from a group, cycles included once (for display)."""
     seen, result, listed, stack = set(), [], set(), [_key(group_name)]
     while stack:
@@ -192,7 +193,7 @@ def expand_group(group_name, groups):
     return result
 
 
-def find_cycle(group_name, groups):
+def find_cycle(group_name: str, groups: Mapping[str, tuple]) -> list[str] | None:
     """Return the names forming a cycle through ``group_name`` (for a warning), or None."""
     start = _key(group_name)
     walked = {start}
@@ -212,7 +213,7 @@ def find_cycle(group_name, groups):
     return None
 
 
-def groups_in_cycles(groups) -> set:
+def groups_in_cycles(groups: Mapping[str, tuple]) -> set:
     """The keys of every group that contains itself through its members (Tarjan's strongly connected
     components, with its own stack): one pass for all groups instead of one walk from each."""
     index, low, on_stack, stack, result = {}, {}, set(), [], set()
@@ -265,7 +266,7 @@ class AccessList:
     of the groups instead of one per name.
     """
 
-    def __init__(self, entries, groups) -> None:
+    def __init__(self, entries: Iterable[str], groups: Mapping[str, tuple]) -> None:
         self.keys, self.wildcards = set(), []
         expanded, stack = set(), [iter(entries)]
         while stack:
@@ -284,7 +285,7 @@ class AccessList:
             expanded.add(key)
             stack.append(iter(group[1]))
 
-    def __contains__(self, name) -> bool:
+    def __contains__(self, name: object) -> bool:
         if _key(name) in self.keys:
             return True
         parts = _parts(str(name))

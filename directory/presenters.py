@@ -3,8 +3,12 @@
 Pure presentation over the directory's models and forms: no views, so the document pages, the
 dashboard and the mail service's pages can all use it without importing each other.
 """
+from __future__ import annotations
+
 import functools
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from crispy_forms.layout import HTML, Row
 from django import forms as django_forms
@@ -18,6 +22,11 @@ from django.utils.translation import gettext_lazy as _
 
 from directory import models, roles
 from directory.forms import FORMS, Tabs, tab_id
+
+if TYPE_CHECKING:
+    from django.db.models import Field, QuerySet
+    from django.forms import ModelForm
+    from django.utils.functional import Promise
 
 EMPTY = "—"
 PAGE_SIZE = 25
@@ -39,25 +48,25 @@ class DocumentType:
     read_only_fields: tuple = ()
 
     @property
-    def name(self):
+    def name(self) -> str:
         return self.model._meta.model_name
 
     @property
-    def verbose_name(self):
+    def verbose_name(self) -> str | Promise:
         return self.model._meta.verbose_name
 
     @property
-    def verbose_name_plural(self):
+    def verbose_name_plural(self) -> str | Promise:
         return self.model._meta.verbose_name_plural
 
     @property
-    def form_class(self):
+    def form_class(self) -> type[ModelForm]:
         return FORMS[self.model]
 
-    def url(self, action, pk=None):
+    def url(self, action: str, pk: int | None = None) -> str:
         return reverse(f"directory:{self.name}-{action}", args=[] if pk is None else [pk])
 
-    def restore_url(self, pk, number):
+    def restore_url(self, pk: int, number: int) -> str:
         return reverse(f"directory:{self.name}-restore", args=[pk, number])
 
 
@@ -91,7 +100,7 @@ BY_MODEL = {document_type.model: document_type for document_type in DOCUMENT_TYP
 
 
 @functools.lru_cache(maxsize=64)
-def _reading_form(form_class, language):
+def _reading_form(form_class: type[ModelForm], language: str | None) -> ModelForm:
     """One unbound form per type and language, only read for its labels, choices and tabs: building a
     Server form takes milliseconds, and a Server document page reads five of them."""
     return form_class()
@@ -100,23 +109,23 @@ def _reading_form(form_class, language):
 class Presenter:
     """Labels and values of one document type as the admin reads them on its form."""
 
-    def __init__(self, document_type):
+    def __init__(self, document_type: DocumentType) -> None:
         self.document_type = document_type
         self.form = _reading_form(document_type.form_class, translation.get_language())
 
-    def model_field(self, name):
+    def model_field(self, name: str) -> Field | None:
         try:
             return self.document_type.model._meta.get_field(name)
         except FieldDoesNotExist:
             return None
 
-    def label(self, name):
+    def label(self, name: str) -> str | Promise:
         if name in self.form.fields:
             return self.form.fields[name].label
         model_field = self.model_field(name)
         return capfirst(model_field.verbose_name) if model_field is not None else name
 
-    def display(self, name, value):
+    def display(self, name: str, value: object) -> object:
         """The text for a stored value: choice labels, documents by name, one list entry per line."""
         if value is None or value == "" or value == []:
             return EMPTY
@@ -137,14 +146,14 @@ class Presenter:
             return formats.date_format(timezone.localtime(value), "SHORT_DATETIME_FORMAT")
         return value
 
-    def value(self, instance, name):
+    def value(self, instance: models.Document, name: str) -> object:
         """The display value of one field of a document; secrets only say whether they are stored."""
         if name in self.document_type.model.secret_fields:
             shown, missing = SECRET_STATES.get(name, STORED_STATES)
             return shown if getattr(instance, name) else missing
         return self.display(name, getattr(instance, name))
 
-    def tabs(self, instance, tabs=None):
+    def tabs(self, instance: models.Document, tabs: Sequence | None = None) -> list[dict]:
         """The document's tabs, each a list of columns of headings and ``(label, value)`` fields, and
         ``subtabs``: the tabs nested in it (Ports > Internet Ports > Mail), with the same anchors as the form's."""
         result = []
@@ -158,7 +167,7 @@ class Presenter:
             result[0]["columns"][0].extend(self._entries(instance, self.document_type.read_only_fields))
         return result
 
-    def _columns(self, instance, items):
+    def _columns(self, instance: models.Document, items: Sequence) -> list[list[dict]]:
         """A Row of Columns lays its columns side by side; anything else goes in the first column."""
         main, columns = [], []
         for item in items:
@@ -170,7 +179,7 @@ class Presenter:
                 main.extend(self._entries(instance, [item]))
         return ([main] if main else []) + columns
 
-    def _entries(self, instance, items):
+    def _entries(self, instance: models.Document, items: Sequence) -> list[dict]:
         entries = []
         for item in items:
             if isinstance(item, str):
@@ -183,7 +192,7 @@ class Presenter:
         return entries
 
 
-def with_change_rows(entries):
+def with_change_rows(entries: Iterable[models.AuditEntry]) -> list[models.AuditEntry]:
     """Give each audit entry ``change_rows``: (label, old, new) in the words of its document's form,
     and ``restored_version``: the number of the version it restored, if it is a restore."""
     presenters = {}
@@ -209,13 +218,13 @@ def with_change_rows(entries):
     return entries
 
 
-def labelled_warnings(document):
+def labelled_warnings(document: models.Document) -> list[tuple[str | Promise, str]]:
     """A document's warnings as ``(field label, message)``, for the admin who has to act on them."""
     presenter = Presenter(BY_MODEL[type(document)])
     return [(presenter.label(field), message) for field, _code, message in document.warnings()]
 
 
-def audit_entries_of(instance):
+def audit_entries_of(instance: models.Document) -> QuerySet[models.AuditEntry]:
     return models.AuditEntry.objects.filter(
         document_type=instance._meta.model_name, object_id=str(instance.pk)
     ).select_related("user")

@@ -1,13 +1,20 @@
 """Console roles modelled on a Domino ACL: Reader sees, Editor edits documents, Manager also edits
 people, passwords and roles. A role is a Django group; a superuser is a Manager."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from django.utils.translation import gettext_lazy as _
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
 READER, EDITOR, MANAGER = "Reader", "Editor", "Manager"
 ORDER = (READER, EDITOR, MANAGER)
 LABELS = {READER: _("Reader"), EDITOR: _("Editor"), MANAGER: _("Manager")}
 
 
-def role_of(user):
+def role_of(user: AbstractBaseUser | AnonymousUser | None) -> str | None:
     """The highest role of a user, or None for anonymous users and users without a role."""
     if not user or not user.is_authenticated or not user.is_active:
         return None
@@ -21,6 +28,6 @@ def role_of(user):
     return None
 
 
-def has_role(user, required):
+def has_role(user: AbstractBaseUser | AnonymousUser | None, required: str) -> bool:
     role = role_of(user)
     return role is not None and ORDER.index(role) >= ORDER.index(required)

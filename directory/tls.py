@@ -2,22 +2,30 @@
 
 Everything here uses ``cryptography``; nothing touches the database.
 """
+from __future__ import annotations
+
 import datetime
 import ipaddress
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import NameOID
 from django.utils.translation import gettext_lazy as _
+
+if TYPE_CHECKING:
+    from django.utils.functional import Promise
 
 
 class CredentialError(Exception):
     """A problem with the PEM input, tied to the form field it concerns."""
 
-    def __init__(self, field, code, message):
+    def __init__(self, field: str, code: str, message: str | Promise) -> None:
         super().__init__(message)
         self.field, self.code, self.message = field, code, message
 
@@ -30,11 +38,11 @@ class CertificateInfo:
     not_after: datetime.datetime
 
     @property
-    def expired(self):
+    def expired(self) -> bool:
         return self.not_after < datetime.datetime.now(datetime.UTC)
 
 
-def load_chain(certificate_pem):
+def load_chain(certificate_pem: str) -> list[x509.Certificate]:
     try:
         chain = x509.load_pem_x509_certificates(certificate_pem.encode())
     except ValueError:
@@ -44,7 +52,7 @@ def load_chain(certificate_pem):
     return chain
 
 
-def load_key(private_key_pem):
+def load_key(private_key_pem: str) -> PrivateKeyTypes:
     try:
         return serialization.load_pem_private_key(private_key_pem.encode(), password=None)
     except TypeError:
@@ -57,7 +65,7 @@ def load_key(private_key_pem):
         ) from None
 
 
-def inspect(certificate_pem, private_key_pem):
+def inspect(certificate_pem: str | None, private_key_pem: str | None) -> CertificateInfo:
     """Check that the chain parses, the key parses and matches the first certificate; describe it."""
     chain = load_chain(certificate_pem or "")
     key = load_key(private_key_pem or "")
@@ -72,7 +80,7 @@ def inspect(certificate_pem, private_key_pem):
     return describe(leaf)
 
 
-def describe(certificate):
+def describe(certificate: x509.Certificate) -> CertificateInfo:
     try:
         san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         hosts = [*san.get_values_for_type(x509.DNSName), *(str(ip) for ip in san.get_values_for_type(x509.IPAddress))]
@@ -86,7 +94,7 @@ def describe(certificate):
     )
 
 
-def covers(host_names, host_name):
+def covers(host_names: Iterable[str], host_name: str) -> bool:
     """Does a certificate for ``host_names`` cover ``host_name``? ``*.acme.test`` covers one label."""
     wanted = host_name.lower().rstrip(".")
     for pattern in host_names:
@@ -98,7 +106,7 @@ def covers(host_names, host_name):
     return False
 
 
-def generate_self_signed(host_name, days=397, extra_names=()):
+def generate_self_signed(host_name: str, days: int = 397, extra_names: Iterable[str] = ()) -> tuple[str, str]:
     """A self-signed certificate and key (PEM text) for ``host_name``, valid from now for ``days``."""
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.UTC)

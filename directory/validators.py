@@ -1,6 +1,7 @@
 """Validators for the entries of the directory's list fields (hosts, addresses, domains, names)."""
 import ipaddress
 import re
+from collections.abc import Callable
 
 from django.core.exceptions import ValidationError
 from django.utils.deconstruct import deconstructible
@@ -11,7 +12,7 @@ from directory import names
 HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$", re.IGNORECASE)
 
 
-def is_host_name(value):
+def is_host_name(value: str) -> bool:
     """RFC 1123 host name: dot-separated labels of letters, digits and hyphens, 253 characters at most."""
     value = value.rstrip(".")
     if not value or len(value) > 253:
@@ -22,7 +23,7 @@ def is_host_name(value):
     return all(HOST_LABEL.match(label) for label in labels)
 
 
-def is_ip_or_network(value):
+def is_ip_or_network(value: str) -> bool:
     try:
         ipaddress.ip_network(value, strict=False)
     except ValueError:
@@ -30,12 +31,12 @@ def is_ip_or_network(value):
     return True
 
 
-def validate_host_name(value):
+def validate_host_name(value: str) -> None:
     if not is_host_name(value):
         raise ValidationError(_("“%(value)s” is not a valid host name."), code="invalid_host", params={"value": value})
 
 
-def validate_ip_address(value):
+def validate_ip_address(value: str) -> None:
     try:
         ipaddress.ip_address(value)
     except ValueError:
@@ -44,7 +45,7 @@ def validate_ip_address(value):
         ) from None
 
 
-def validate_ip_or_network(value):
+def validate_ip_or_network(value: str) -> None:
     """An IP address or a CIDR range such as 192.0.2.0/24 with no host bits set."""
     try:
         ipaddress.ip_network(value, strict=True)
@@ -74,7 +75,7 @@ def validate_host_entry(value: str) -> None:
     )
 
 
-def validate_mapped_address(value):
+def validate_mapped_address(value: str) -> None:
     """``*``, an IP address or a host name of a local interface."""
     if value == "*":
         return
@@ -89,7 +90,7 @@ def validate_mapped_address(value):
             ) from None
 
 
-def split_host_port(value, default_port=None):
+def split_host_port(value: str, default_port: int | None = None) -> tuple[str, int | None]:
     """Split ``host``, ``host:port``, ``[v6]:port`` or a bare IPv6 address into (host, port)."""
     value = value.strip()
     if value.startswith("["):
@@ -108,7 +109,7 @@ def split_host_port(value, default_port=None):
     return host, int(port)
 
 
-def validate_host_port(value):
+def validate_host_port(value: str) -> None:
     """``host`` or ``host:port`` with a port from 1 to 65535."""
     try:
         host, _port = split_host_port(value)
@@ -127,7 +128,7 @@ def validate_host_port(value):
             ) from None
 
 
-def validate_domain(value):
+def validate_domain(value: str) -> None:
     """A mail domain, optionally written ``*.acme.test`` or ``.acme.test`` for its subdomains."""
     bare = value[2:] if value.startswith("*.") else value[1:] if value.startswith(".") else value
     if not is_host_name(bare) or "." not in bare.strip("."):
@@ -173,7 +174,7 @@ def validate_name_rules(value: str) -> None:
         raise ValidationError(errors)
 
 
-def validate_name_or_wildcard(value):
+def validate_name_or_wildcard(value: str) -> None:
     """An access-list entry: a name, a group name, ``*`` or ``*/Org``."""
     if value == "*" or value.startswith("*/"):
         if value != "*" and not names.is_valid_name(value[2:]):
@@ -198,7 +199,7 @@ def validate_hierarchical_name(value: str) -> None:
     validate_name_rules(value)
 
 
-def validate_server_entry(value):
+def validate_server_entry(value: str) -> None:
     """A server name or ``*`` (all servers), as in a Site document's hosting list."""
     if value != "*":
         validate_hierarchical_name(value)
@@ -213,7 +214,7 @@ MAX_ENTRY_LENGTH = 255
 class EachValidator:
     """Check every item of a list field with an entry validator (deconstructible for migrations)."""
 
-    def __init__(self, entry_validator):
+    def __init__(self, entry_validator: Callable[[str], None]) -> None:
         self.entry_validator = entry_validator
 
     def __call__(self, values: object) -> None:
@@ -237,7 +238,7 @@ class EachValidator:
         if errors:
             raise ValidationError(errors)
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         return isinstance(other, EachValidator) and other.entry_validator is self.entry_validator
 
 

@@ -25,13 +25,13 @@ OUT = BASE_DIR / "docs" / "img"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 
 
-def free_port():
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
-def wait_for_port(port, seconds=30):
+def wait_for_port(port: int, seconds: float = 30) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         with socket.socket() as sock:
@@ -41,7 +41,7 @@ def wait_for_port(port, seconds=30):
     sys.exit(f"nothing listens on port {port}")
 
 
-def send_mail(port):
+def send_mail(port: int) -> None:
     message = "From: bob@example.org\r\nTo: jane@acme.test\r\nSubject: Order\r\n\r\nTwo coffees, please.\r\n"
     with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
         for _ in range(3):
@@ -52,7 +52,7 @@ def send_mail(port):
             pass
 
 
-def main():
+def main() -> None:
     data = tempfile.mkdtemp(prefix="console-screens.")
     env = {**os.environ, "DATA_DIR": data, "DEBUG": "1"}
     web, smtp, ssl = free_port(), free_port(), free_port()

@@ -6,7 +6,7 @@ class SmtpServiceConfig(AppConfig):
     name = "smtpservice"
     verbose_name = _("SMTP service")
 
-    def ready(self):
+    def ready(self) -> None:
         """Bump the directory revision on every saved or deleted document, so listeners reload; tie versions to it."""
         from smtpservice.store import served, snapshot
 

@@ -113,7 +113,7 @@ class QueuedRecipient(models.Model):
         ordering = ["next_attempt_at", "pk"]
 
     @property
-    def is_pending(self):
+    def is_pending(self) -> bool:
         """Still to be sent: the console refreshes the message page while any recipient is."""
         return self.state in (self.State.QUEUED, self.State.IN_FLIGHT, self.State.DEFERRED)
 
@@ -189,7 +189,7 @@ class ListenerStatus(models.Model):
         return str(self.server)
 
     @property
-    def is_stale(self):
+    def is_stale(self) -> bool:
         return not self.running or (timezone.now() - self.heartbeat_at).total_seconds() > self.STALE_AFTER_SECONDS
 
 
@@ -255,7 +255,7 @@ class RouterStatus(models.Model):
         return self.router_id
 
     @property
-    def is_stale(self):
+    def is_stale(self) -> bool:
         return not self.running or (timezone.now() - self.heartbeat_at).total_seconds() > self.STALE_AFTER_SECONDS
 
 

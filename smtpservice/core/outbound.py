@@ -7,12 +7,15 @@ router (``smtpservice.router.service``) asks them and speaks SMTP. ``docs/design
 """
 import email.utils
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from email.message import Message
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.parser import BytesHeaderParser
 from email.policy import SMTP as SMTP_POLICY
+from typing import Protocol
 
 from django.utils.translation import gettext as _
 
@@ -41,6 +44,14 @@ FAILED = "failed"
 
 ENHANCED_STATUS = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})\b")
 """An RFC 3463 enhanced status code at the start of a reply text (RFC 2034)."""
+
+
+class ReportedMessage(Protocol):
+    """What a non-delivery report reads of the failed message (a ``ReceivedMessage`` in the router)."""
+
+    mail_from: str
+    received_at: datetime
+    data: bytes | memoryview
 
 
 @dataclass(frozen=True)
@@ -120,13 +131,13 @@ class Failure:
     remote_mta: str = ""
 
 
-def split_address(address):
+def split_address(address: str | None) -> tuple[str, str]:
     """(local part, lower-cased domain) of ``local@domain``; the domain is "" when there is none."""
     local, _at, domain = str(address or "").strip().strip("<>").rpartition("@")
     return local, domain.rstrip(".").lower()
 
 
-def local_person(snap, address):
+def local_person(snap: policy.SettingsSnapshot, address: str) -> tuple[bool, policy.PersonSnapshot | None]:
     """(is the address in a Local Internet domain, the Person whose Internet address it is, if any)."""
     _local, domain = split_address(address)
     if not domain or policy._match_domain(snap.config.local_domains, domain) is None:
@@ -134,7 +145,7 @@ def local_person(snap, address):
     return True, snap.person_by_address(address)
 
 
-def default_sender(snap) -> str:
+def default_sender(snap: policy.SettingsSnapshot) -> str:
     """Who a console test message comes from when no sender is typed: someone whose non-delivery report the
     console shows in a mailbox. The Internet address of the first Person in a Local Internet domain, else
     postmaster at the first local domain, else at the server's host name."""
@@ -145,7 +156,7 @@ def default_sender(snap) -> str:
     return f"postmaster@{domain}"
 
 
-def outbound_blocked(ports, smtp_outside_local_domain, config_source=""):
+def outbound_blocked(ports: policy.OutboundPorts, smtp_outside_local_domain: bool, config_source: str = "") -> str:
     """Why this server sends no SMTP at all, or "" when it may (spec 5.1, 5.2)."""
     if not smtp_outside_local_domain:
         return _(
@@ -216,7 +227,7 @@ def connection_plan(ports: policy.OutboundPorts, destination: Destination) -> tu
     return tuple(steps)
 
 
-def order_mx(records, shuffle):
+def order_mx(records: Iterable[tuple[int, str]], shuffle: Callable[[list], None]) -> list[str]:
     """Hosts of ``(preference, host)`` MX records, lowest preference first, hosts of equal preference in
     random order so that they share the load (RFC 5321 s 5.1). ``shuffle`` shuffles a list in place."""
     by_preference = {}
@@ -230,7 +241,7 @@ def order_mx(records, shuffle):
     return hosts
 
 
-def retry_delay(attempts, base_seconds, max_seconds, random):
+def retry_delay(attempts: int, base_seconds: float, max_seconds: float, random: Callable[[], float]) -> float:
     """Seconds to wait after the ``attempts``-th failed try: doubling from ``base_seconds`` up to
     ``max_seconds``, then "equal jitter" (between half and all of it) so that the messages of one
     outage do not all come back at once. ``random`` returns a float in [0, 1)."""
@@ -238,7 +249,7 @@ def retry_delay(attempts, base_seconds, max_seconds, random):
     return delay / 2 + random() * delay / 2
 
 
-def reply_status(code, text):
+def reply_status(code: int, text: str | None) -> str:
     """The RFC 3463 status of a reply: its own enhanced code when it has one, else X.0.0 from the code."""
     found = ENHANCED_STATUS.match(text or "")
     if found and found.group(1) == str(code)[0]:
@@ -246,13 +257,13 @@ def reply_status(code, text):
     return f"{str(code)[0]}.0.0"
 
 
-def _rfc822_headers(data):
+def _rfc822_headers(data: bytes | memoryview) -> tuple[str, Message]:
     headers = BytesHeaderParser().parsebytes(bytes(data))
     text = "".join(f"{name}: {value}\n" for name, value in headers.items())
     return text, headers
 
 
-def non_delivery_report(snap, message, failures, now):
+def non_delivery_report(snap: policy.SettingsSnapshot, message: ReportedMessage, failures: list[Failure], now: datetime) -> bytes:
     """An RFC 3464 report (multipart/report with message/delivery-status) for the sender of ``message``.
 
     ``message`` needs ``mail_from``, ``received_at`` and ``data``; the report quotes the original's
@@ -287,12 +298,12 @@ def non_delivery_report(snap, message, failures, now):
     return report.as_bytes(policy=SMTP_POLICY)
 
 
-def _text(text, subtype):
+def _text(text: str, subtype: str) -> MIMEText:
     """A text part readable as is when it is ASCII (7bit), else UTF-8."""
     return MIMEText(text, subtype, "us-ascii" if text.isascii() else "utf-8")
 
 
-def delivery_status(snap, message, failures, now):
+def delivery_status(snap: policy.SettingsSnapshot, message: ReportedMessage, failures: list[Failure], now: datetime) -> Message:
     """The message/delivery-status part: per-message fields, then one block per recipient (RFC 3464 s 2)."""
     per_message = Message()
     per_message["Reporting-MTA"] = f"dns; {snap.host_name}"

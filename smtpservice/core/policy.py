@@ -80,7 +80,7 @@ MAX_REMEMBERED = 10_000
 """Answers a snapshot keeps at most; past that it forgets them all and starts again."""
 
 
-def answer_once(function):
+def answer_once(function: Callable) -> Callable:
     """Remember a pure answer per snapshot: the same question about the same snapshot gets the same answer.
 
     Every connection from the same client, every EHLO in the same state, every recipient already seen
@@ -91,7 +91,7 @@ def answer_once(function):
     name = function.__name__
 
     @functools.wraps(function)
-    def remembered(snap, *args, **kwargs):
+    def remembered(snap: "SettingsSnapshot", *args, **kwargs) -> object:
         answers = snap.__dict__.get("_answers")
         if answers is None:
             answers = {}
@@ -114,7 +114,7 @@ def answer_once(function):
 # --- Settings snapshot -------------------------------------------------------------------------
 
 
-def _freeze(instance, *field_names):
+def _freeze(instance: object, *field_names: str) -> None:
     """Turn list arguments into tuples so a snapshot built from lists stays immutable."""
     for name in field_names:
         value = getattr(instance, name)
@@ -133,16 +133,16 @@ class AuthOptions:
     ssl_anonymous: bool = True
 
     @property
-    def all_off(self):
+    def all_off(self) -> bool:
         return not any(getattr(self, f.name) for f in fields(self))
 
-    def name_password(self, tls):
+    def name_password(self, tls: bool) -> bool:
         return self.ssl_name_password if tls else self.tcp_name_password
 
-    def anonymous(self, tls):
+    def anonymous(self, tls: bool) -> bool:
         return self.ssl_anonymous if tls else self.tcp_anonymous
 
-    def describe(self):
+    def describe(self) -> str:
         yes_no = {True: _("Yes"), False: _("No")}
         return _(
             "TCP/IP: Name & password %(tcp_np)s, Anonymous %(tcp_anon)s; SSL: Client certificate %(ssl_cert)s, "
@@ -264,7 +264,7 @@ class ConfigSnapshot:
         )
 
     @property
-    def max_message_bytes(self):
+    def max_message_bytes(self) -> int | None:
         """The size limit in bytes (a kilobyte is 1024 bytes), or None for no limit."""
         return self.max_message_size_kb * 1024 or None
 
@@ -306,17 +306,17 @@ class SettingsSnapshot:
         object.__setattr__(self, "_by_name", MappingProxyType({person.full_name: person for person in self.people}))
 
     @property
-    def server_document(self):
+    def server_document(self) -> str:
         return _("Server document %(server)s") % {"server": self.server_name}
 
     @property
-    def has_tls_credentials(self):
+    def has_tls_credentials(self) -> bool:
         """Does any certificate serve this server: its own, or (with Internet Sites) a hosting site's?"""
         return bool(self.tls_credentials_name) or (
             self.load_internet_sites and any(site.tls_credentials_name for site in self.sites)
         )
 
-    def postmaster_people(self):
+    def postmaster_people(self) -> tuple[PersonSnapshot, ...]:
         """The people the Administrators field names, directly or through groups; worked out once per snapshot."""
         cached = self.__dict__.get("_postmaster_people")
         if cached is None:
@@ -327,10 +327,10 @@ class SettingsSnapshot:
             object.__setattr__(self, "_postmaster_people", cached)
         return cached
 
-    def person_by_address(self, address):
+    def person_by_address(self, address: str) -> PersonSnapshot | None:
         return self._by_address.get(address.lower())
 
-    def person_by_full_name(self, full_name):
+    def person_by_full_name(self, full_name: str) -> PersonSnapshot | None:
         """The Person an authenticated session names (``SessionFacts.authenticated_as`` is its full name as stored)."""
         return self._by_name.get(full_name)
 
@@ -355,11 +355,11 @@ class SessionFacts:
         if self.port == SSL or self.starttls_done:
             object.__setattr__(self, "tls", True)
 
-    def after_starttls(self):
+    def after_starttls(self) -> "SessionFacts":
         """RFC 3207 s 4.2: the server forgets what it learnt before the handshake, an earlier AUTH too."""
         return replace(self, tls=True, starttls_done=True, authenticated_as=None)
 
-    def after_auth(self, full_name):
+    def after_auth(self, full_name: str) -> "SessionFacts":
         return replace(self, authenticated_as=full_name)
 
 
@@ -378,7 +378,7 @@ class Decision:
     close: bool = False
 
     @property
-    def reply(self):
+    def reply(self) -> str:
         """The full reply line as sent, or "" when the protocol layer answers as usual."""
         return f"{self.code} {self.text}" if self.code else ""
 
@@ -413,7 +413,7 @@ class Offer:
     def __len__(self):
         return len(self.items)
 
-    def __contains__(self, item):
+    def __contains__(self, item: object) -> bool:
         return item in self.items
 
 
@@ -458,16 +458,16 @@ class Binding:
     detail: str
 
 
-def _allow(rule, detail, cls=Decision, **extra):
+def _allow(rule: str, detail: str, cls: type[Decision] = Decision, **extra) -> Decision:
     return cls(allowed=True, code=None, text="", rule=rule, detail=detail, **extra)
 
 
-def _refuse(reply, rule, detail, cls=Decision, close=False, **extra):
+def _refuse(reply: tuple[int, str], rule: str, detail: str, cls: type[Decision] = Decision, close: bool = False, **extra) -> Decision:
     code, text = reply
     return cls(allowed=False, code=code, text=text, rule=rule, detail=detail, close=close, **extra)
 
 
-def _as(cls, decision, **extra):
+def _as(cls: type[Decision], decision: Decision, **extra) -> Decision:
     """The same answer as a richer Decision subclass (AuthDecision, RecipientDecision)."""
     return cls(**{f.name: getattr(decision, f.name) for f in fields(Decision)}, **extra)
 
@@ -475,7 +475,7 @@ def _as(cls, decision, **extra):
 # --- Matching helpers -------------------------------------------------------------------------
 
 
-def _ip(value):
+def _ip(value: object) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     """Parse an address; an IPv4-mapped IPv6 address (``::ffff:192.0.2.1``) counts as its IPv4 address."""
     try:
         address = ipaddress.ip_address(str(value).strip())
@@ -486,7 +486,7 @@ def _ip(value):
     return address
 
 
-def _host(value):
+def _host(value: str | None) -> str:
     return str(value).strip().rstrip(".").lower() if value else ""
 
 
@@ -525,7 +525,7 @@ def _match_host(entries: tuple, ip: str, host: str | None = None) -> str | None:
     return None
 
 
-def _match_domain(entries, domain):
+def _match_domain(entries: tuple, domain: str) -> str | None:
     """The first entry covering ``domain``: ``acme.test`` itself only; ``*.acme.test``/``.acme.test`` its subdomains."""
     domain = _host(domain)
     for entry in entries:
@@ -538,13 +538,13 @@ def _match_domain(entries, domain):
     return None
 
 
-def _client(facts):
+def _client(facts: SessionFacts) -> str:
     if facts.client_host:
         return _("client %(ip)s (%(host)s)") % {"ip": facts.client_ip, "host": facts.client_host}
     return _("client %(ip)s") % {"ip": facts.client_ip}
 
 
-def _state(facts):
+def _state(facts: SessionFacts) -> str:
     if facts.port == SSL:
         return _("on the SSL port")
     if facts.starttls_done:
@@ -552,7 +552,7 @@ def _state(facts):
     return _("in clear text on the TCP/IP port")
 
 
-def _option_label(tls, name_password):
+def _option_label(tls: bool, name_password: bool) -> str:
     if name_password:
         return _("SSL authentication: Name & password") if tls else _("TCP/IP authentication: Name & password")
     return _("SSL authentication: Anonymous") if tls else _("TCP/IP authentication: Anonymous")
@@ -561,7 +561,7 @@ def _option_label(tls, name_password):
 # --- Section 3.1: ports ----------------------------------------------------------------------
 
 
-def bindings(snap):
+def bindings(snap: SettingsSnapshot) -> tuple[Binding, ...]:
     """The TCP/IP and SSL ports of SMTP Inbound and whether the listener binds them (spec 3.1)."""
     result = []
     inbound = snap.inbound
@@ -584,7 +584,7 @@ def bindings(snap):
 
 
 @answer_once
-def connection_allowed(snap, facts):
+def connection_allowed(snap: SettingsSnapshot, facts: SessionFacts) -> Decision:
     """Allow/Deny connections from these hosts, applied before anything else; Deny wins (spec 3.2)."""
     config, who = snap.config, _client(facts)
     denied = _match_host(config.connection_deny_hosts, facts.client_ip, facts.client_host)
@@ -609,11 +609,11 @@ def connection_allowed(snap, facts):
 # --- Section 2: where the authentication options come from -----------------------------------
 
 
-def select_site(snap, local_ip, local_host=None):
+def select_site(snap: SettingsSnapshot, local_ip: str, local_host: str | None = None) -> SiteChoice:
     """The SMTP Inbound site for a local address: exact address or host name first, else ``*``; oldest wins."""
     address, host = _ip(local_ip), _host(local_host)
 
-    def exact(entry):
+    def exact(entry: str) -> bool:
         return entry != ANY and ((address is not None and _ip(entry) == address) or (host and _host(entry) == host))
 
     where = local_ip if not host else f"{local_ip} ({local_host})"
@@ -640,7 +640,7 @@ def select_site(snap, local_ip, local_host=None):
 
 
 @answer_once
-def auth_source(snap, facts):
+def auth_source(snap: SettingsSnapshot, facts: SessionFacts) -> AuthSource:
     """Server document (Internet Sites disabled) or the matching Site document (enabled), per spec section 2."""
     if not snap.load_internet_sites:
         return AuthSource(snap.server_document, snap.inbound.options, None, _(
@@ -657,7 +657,7 @@ def auth_source(snap, facts):
 
 
 @answer_once
-def tls_credentials_for(snap, local_ip, local_host=None):
+def tls_credentials_for(snap: SettingsSnapshot, local_ip: str, local_host: str | None = None) -> CredentialsChoice:
     """Which TLS credentials serve a local address: the site's, falling back to the Server document's."""
     server_choice = CredentialsChoice(snap.tls_credentials_name, _("the TLS credentials of the %(doc)s: %(name)s") % {
         "doc": snap.server_document, "name": snap.tls_credentials_name or _("none"),
@@ -674,7 +674,7 @@ def tls_credentials_for(snap, local_ip, local_host=None):
 # --- Section 3.3: site not enabled -------------------------------------------------------------
 
 
-def _starttls_available(snap, facts):
+def _starttls_available(snap: SettingsSnapshot, facts: SessionFacts) -> tuple[bool, str]:
     """Is STARTTLS on the TCP/IP port at all (Enabled or Required, and a certificate to use)? Else why not."""
     if snap.config.starttls_inbound == DISABLED:
         return False, _("SSL negotiated over TCP/IP port is Disabled in the Configuration Settings")
@@ -685,7 +685,7 @@ def _starttls_available(snap, facts):
 
 
 @answer_once
-def site_enabled(snap, facts):
+def site_enabled(snap: SettingsSnapshot, facts: SessionFacts) -> Decision:
     """With Internet Sites, refuse the greeting when no site matches or the port allows no method (spec 3.3)."""
     if not snap.load_internet_sites:
         return _allow("internet_sites_disabled", _(
@@ -723,13 +723,13 @@ def site_enabled(snap, facts):
 
 
 @answer_once
-def session_greeting(snap, facts):
+def session_greeting(snap: SettingsSnapshot, facts: SessionFacts) -> Decision:
     """Connection controls first, then the site check: the first refusal is the 554 greeting."""
     connection = connection_allowed(snap, facts)
     return connection if not connection.allowed else site_enabled(snap, facts)
 
 
-def after_refused_greeting(greeting):
+def after_refused_greeting(greeting: Decision) -> Decision:
     """Every command but QUIT after a 554 greeting gets 503 with the same text (spec 3.3, RFC 5321 s 3.1)."""
     return replace(greeting, code=BAD_SEQUENCE)
 
@@ -738,7 +738,7 @@ def after_refused_greeting(greeting):
 
 
 @answer_once
-def starttls_offered(snap, facts):
+def starttls_offered(snap: SettingsSnapshot, facts: SessionFacts) -> Decision:
     """STARTTLS on the TCP/IP port, before TLS, when Enabled or Required and credentials exist (spec 3.4)."""
     if facts.port == SSL:
         return _refuse(TLS_ALREADY_ACTIVE, "ssl_port", _("The SSL port speaks TLS from the first byte."))
@@ -751,7 +751,7 @@ def starttls_offered(snap, facts):
 
 
 @answer_once
-def auth_mechanisms(snap, facts):
+def auth_mechanisms(snap: SettingsSnapshot, facts: SessionFacts) -> Offer:
     """AUTH PLAIN LOGIN where Name & password is Yes for the current state: SSL options once TLS is on (spec 3.4, 3.5)."""
     source = auth_source(snap, facts)
     if source.options is None:
@@ -768,7 +768,7 @@ def auth_mechanisms(snap, facts):
 
 
 @answer_once
-def anonymous_allowed(snap, facts):
+def anonymous_allowed(snap: SettingsSnapshot, facts: SessionFacts) -> Decision:
     """May this session send mail without AUTH? TCP/IP Anonymous in clear, SSL Anonymous once TLS is on."""
     source = auth_source(snap, facts)
     if source.options is None:
@@ -782,7 +782,7 @@ def anonymous_allowed(snap, facts):
 
 
 @answer_once
-def ehlo_extensions(snap, facts):
+def ehlo_extensions(snap: SettingsSnapshot, facts: SessionFacts) -> Offer:
     """The EHLO keywords after the greeting line, each with the setting behind it (spec 3.4)."""
     config = snap.config
     items, reasons = ["ENHANCEDSTATUSCODES"], [_("ENHANCEDSTATUSCODES: every reply carries an RFC 3463 code")]
@@ -812,11 +812,11 @@ def ehlo_extensions(snap, facts):
 # --- Section 3.5: AUTH and server access -------------------------------------------------------
 
 
-def _same_text(value, login):
+def _same_text(value: str | None, login: str) -> bool:
     return bool(value) and " ".join(value.split()).casefold() == login.casefold()
 
 
-def _first_and_last(person):
+def _first_and_last(person: PersonSnapshot) -> str:
     return f"{person.first_name} {person.last_name}" if person.first_name and person.last_name else ""
 
 
@@ -835,7 +835,7 @@ WEAK_VARIATIONS = (
 )
 
 
-def _people_matching(people, login, variations):
+def _people_matching(people: tuple[PersonSnapshot, ...], login: str, variations: tuple) -> list[tuple]:
     """``[(person, variation id, label)]``, each person once, with the first variation that matched."""
     found = {}
     for person in people:
@@ -846,7 +846,7 @@ def _people_matching(people, login, variations):
     return list(found.values())
 
 
-def find_person(snap, login):
+def find_person(snap: SettingsSnapshot, login: str) -> PersonMatch:
     """The one Person a login names, per Internet authentication (Fewer/More name variations)."""
     login = " ".join(str(login or "").split())
     values = {"login": login}
@@ -873,7 +873,7 @@ def find_person(snap, login):
     ) % values)
 
 
-def server_access(snap, full_name):
+def server_access(snap: SettingsSnapshot, full_name: str) -> Decision:
     """Access server / Not access server for an authenticated user, when enforced; Not access wins (spec 3.5)."""
     values = {"name": full_name, "doc": snap.server_document}
     if not snap.inbound.enforce_server_access:
@@ -904,7 +904,7 @@ def server_access(snap, full_name):
 
 
 @answer_once
-def auth_allowed(snap, facts):
+def auth_allowed(snap: SettingsSnapshot, facts: SessionFacts) -> Decision:
     """May the client issue AUTH now? Refused AUTH gets the site-not-enabled text with 503 (spec 3.3)."""
     if facts.authenticated_as:
         return _refuse(ALREADY_AUTHENTICATED, "already_authenticated", _(
@@ -926,7 +926,7 @@ def auth_allowed(snap, facts):
     return _allow("auth_allowed", mechanisms.detail)
 
 
-def _django_check_password(password, password_hash):
+def _django_check_password(password: str, password_hash: str) -> bool:
     from django.contrib.auth.hashers import check_password
 
     return check_password(password, password_hash)
@@ -967,7 +967,7 @@ def authenticate(snap: SettingsSnapshot, facts: SessionFacts, login: str, passwo
 # --- Section 3.6: MAIL FROM ------------------------------------------------------------------
 
 
-def message_size_allowed(snap, size_bytes):
+def message_size_allowed(snap: SettingsSnapshot, size_bytes: int) -> Decision:
     """Maximum message size, in KB of 1024 bytes; 0 is no limit (spec 3.8)."""
     limit = snap.config.max_message_bytes
     values = {"size": size_bytes, "limit": limit, "kb": snap.config.max_message_size_kb}
@@ -981,7 +981,7 @@ def message_size_allowed(snap, size_bytes):
 
 
 @answer_once
-def mail_from_allowed(snap, facts, declared_size=None, sender=None):
+def mail_from_allowed(snap: SettingsSnapshot, facts: SessionFacts, declared_size: int | None = None, sender: str | None = None) -> Decision:
     """MAIL FROM: STARTTLS Required first, then authentication, then the sender address when given
     (``sender_allowed``), then the declared SIZE (spec 3.6, RFC 1870 s 6.1)."""
     if snap.config.starttls_inbound == REQUIRED and not facts.tls:
@@ -1012,7 +1012,7 @@ def mail_from_allowed(snap, facts, declared_size=None, sender=None):
 # --- Section 3.7: RCPT TO --------------------------------------------------------------------
 
 
-def relay_allowed(snap, facts, domain):
+def relay_allowed(snap: SettingsSnapshot, facts: SessionFacts, domain: str) -> Decision:
     """Anti-relay enforcement for mail to a domain that is not local (spec 3.7; order in docs/design/policy.md)."""
     config, who = snap.config, _client(facts)
     values = {"who": who, "domain": domain}
@@ -1057,14 +1057,14 @@ def relay_allowed(snap, facts, domain):
     })
 
 
-def _unbracket(address):
+def _unbracket(address: str | None) -> str:
     address = str(address or "").strip()
     if address.startswith("<") and address.endswith(">"):
         address = address[1:-1].strip()
     return address
 
 
-def _closing_quote(address):
+def _closing_quote(address: str) -> int | None:
     """The index of the quote that ends a quoted local part (``"..."``, with backslash escapes), or None."""
     escaped = False
     for index, character in enumerate(address[1:], start=1):
@@ -1077,7 +1077,7 @@ def _closing_quote(address):
     return None
 
 
-def _split_address(address):
+def _split_address(address: str) -> tuple[str, str]:
     """(local part, lower-case domain without trailing dot); the domain is "" when there is none.
 
     A quoted local part may hold an ``@``: the domain is what follows its closing quote.
@@ -1093,7 +1093,7 @@ def _split_address(address):
     return local, domain.rstrip(".").lower()
 
 
-def address_problem(address):
+def address_problem(address: str) -> str:
     """Why the form of an address in MAIL FROM or RCPT TO is refused before any lookup, or "" when it is fine.
 
     Control characters would reach the logs, the Received header and the commands sent on relay; a
@@ -1109,7 +1109,7 @@ def address_problem(address):
     return ""
 
 
-def sender_allowed(snap, facts, sender):
+def sender_allowed(snap: SettingsSnapshot, facts: SessionFacts, sender: str) -> Decision:
     """The MAIL FROM address: well formed, and for an authenticated session one of the user's own.
 
     The null sender ``<>`` (reports, RFC 5321 s 4.5.5) is always allowed. Anonymous sessions are not
@@ -1158,7 +1158,7 @@ def sender_allowed(snap, facts, sender):
 
 
 @answer_once
-def recipient_decision(snap, facts, recipient_address, accepted_so_far=0):
+def recipient_decision(snap: SettingsSnapshot, facts: SessionFacts, recipient_address: str, accepted_so_far: int = 0) -> RecipientDecision:
     """RCPT TO: the recipient limit, then local delivery or relaying (spec 3.7)."""
     config = snap.config
     values = {"address": recipient_address, "limit": config.max_recipients}
@@ -1195,7 +1195,7 @@ def recipient_decision(snap, facts, recipient_address, accepted_so_far=0):
     ) % {**values, "person": person.full_name}, cls=RecipientDecision, kind="local", person=person)
 
 
-def postmaster_decision(snap, recipient_address, domain=""):
+def postmaster_decision(snap: SettingsSnapshot, recipient_address: str, domain: str = "") -> RecipientDecision:
     """Mail to postmaster is always accepted (RFC 5321 s 4.5.1): to the person who holds that address, else
     to the administrators of the Configuration Settings; with none that resolves it waits in the postmaster mailbox.
 
@@ -1222,12 +1222,12 @@ def postmaster_decision(snap, recipient_address, domain=""):
 # --- Sections 3.8, 3.9 and the HELP/VRFY commands -----------------------------------------------
 
 
-def counts_as_error(code):
+def counts_as_error(code: int | None) -> bool:
     """Every 4xx and 5xx reply counts toward the error limit (spec 3.9)."""
     return code is not None and 400 <= code < 600
 
 
-def within_error_limit(snap, errors):
+def within_error_limit(snap: SettingsSnapshot, errors: int) -> Decision:
     """``errors`` replies so far, this one included: past the Error limit the client gets 421 and is closed."""
     values = {"errors": errors, "limit": snap.config.error_limit}
     if errors > snap.config.error_limit:
@@ -1238,13 +1238,13 @@ def within_error_limit(snap, errors):
 
 
 @answer_once
-def help_allowed(snap):
+def help_allowed(snap: SettingsSnapshot) -> Decision:
     if snap.config.help_command:
         return _allow("help_command", _("The HELP command is Enabled."))
     return _refuse(COMMAND_DISABLED, "help_command", _("The HELP command is Disabled in the Configuration Settings."))
 
 
-def vrfy_decision(snap, argument):
+def vrfy_decision(snap: SettingsSnapshot, argument: str) -> Decision:
     """VRFY: 252 revealing nothing when Disabled; when Enabled, the person a local address or login names."""
     if not snap.config.vrfy_command:
         return _refuse(CANNOT_VRFY, "vrfy_disabled", _("The VRFY command is Disabled in the Configuration Settings."))

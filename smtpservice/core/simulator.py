@@ -65,15 +65,15 @@ class Step:
     """For RCPT: "local", "relay" or "refused"."""
 
     @property
-    def code(self):
+    def code(self) -> int | None:
         return self.reply.code if self.reply else None
 
     @property
-    def text(self):
+    def text(self) -> str:
         return self.reply.text if self.reply else ""
 
     @property
-    def outcome(self):
+    def outcome(self) -> str:
         """"accepted", "refused", "closed" (nothing answers) or "info" (no SMTP reply of its own)."""
         if self.reply is None:
             return "info"
@@ -82,7 +82,7 @@ class Step:
         return "accepted" if self.reply.accepted else "refused"
 
     @property
-    def rule(self):
+    def rule(self) -> str:
         return self.reply.decision.rule if self.reply else ""
 
 
@@ -96,12 +96,12 @@ class Simulation:
     """{"local": [...], "relay": [...], "refused": [...]}: the recipients by outcome."""
 
     @property
-    def reply_steps(self):
+    def reply_steps(self) -> list[Step]:
         """The steps a client sees a reply (or silence) for, in order: what the agreement tests compare."""
         return [step for step in self.steps if step.reply is not None]
 
 
-def port_kind(snap, port):
+def port_kind(snap: policy.SettingsSnapshot, port: int) -> str | None:
     """TCP or SSL when ``port`` is one of the server's SMTP Inbound ports, else None."""
     if port == snap.inbound.tcp_port:
         return policy.TCP
@@ -110,14 +110,14 @@ def port_kind(snap, port):
     return None
 
 
-def _same_address(first, second):
+def _same_address(first: str, second: str) -> bool:
     try:
         return ipaddress.ip_address(first) == ipaddress.ip_address(second)
     except ValueError:
         return str(first).strip().lower() == str(second).strip().lower()
 
 
-def _unreachable(snap, inputs, kind):
+def _unreachable(snap: policy.SettingsSnapshot, inputs: Inputs, kind: str | None) -> str:
     """Why nothing answers on this address and port (the connection is refused), or "" when the listener binds it."""
     values = {"port": inputs.port, "address": inputs.local_ip, "doc": snap.server_document,
               "tcp": snap.inbound.tcp_port, "ssl": snap.inbound.ssl_port}
@@ -137,7 +137,7 @@ def _unreachable(snap, inputs, kind):
     return ""
 
 
-def _connect_title(inputs):
+def _connect_title(inputs: Inputs) -> str:
     return _("Connect from %(client)s to %(local)s port %(port)s") % {
         "client": inputs.client_ip, "local": inputs.local_ip, "port": inputs.port,
     }
@@ -205,7 +205,7 @@ def _connect_checks(snap: policy.SettingsSnapshot, facts: policy.SessionFacts, s
     return checks
 
 
-def _ehlo_checks(snap, facts, reply):
+def _ehlo_checks(snap: policy.SettingsSnapshot, facts: policy.SessionFacts, reply: machine.Reply) -> list[Check]:
     if not reply.accepted:
         return [Check(_("EHLO"), reply.decision.detail, False)]
     mechanisms = policy.auth_mechanisms(snap, facts)
@@ -217,7 +217,7 @@ def _ehlo_checks(snap, facts, reply):
     ]
 
 
-def _auth_checks(snap, facts, login, password_given):
+def _auth_checks(snap: policy.SettingsSnapshot, facts: policy.SessionFacts, login: str, password_given: bool) -> list[Check]:
     """Who the login names and whether that person may use this server, asked before the AUTH itself."""
     gate = policy.auth_allowed(snap, facts)
     if not gate.allowed:
@@ -241,17 +241,17 @@ def _auth_checks(snap, facts, login, password_given):
     return checks
 
 
-def _blocked(session):
+def _blocked(session: machine.SmtpSession) -> bool:
     """After a refused greeting or once closed, the reply no longer depends on the command: nothing else to explain."""
     return session.closed or session.refusal is not None
 
 
-def _assume_right(password, password_hash):
+def _assume_right(password: str, password_hash: str) -> bool:
     """No password given: the login is simulated as if its password were right (a person without one still fails)."""
     return True
 
 
-def _reply_check(title, reply):
+def _reply_check(title: str, reply: machine.Reply) -> Check:
     return Check(title, reply.decision.detail, reply.accepted if reply.code is not None else False)
 
 
@@ -332,7 +332,7 @@ ANONYMOUS_NOT_CHECKED = Check(gettext_lazy("Enforce server access settings"), ge
 ))
 
 
-def _summary(steps, recipients):
+def _summary(steps: list[Step], recipients: dict) -> str:
     """One sentence: what became of this client and its message."""
     first_refusal = next((
         step for step in steps if step.outcome in ("refused", "closed") and step.command not in (STARTTLS, RCPT)

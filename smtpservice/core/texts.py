@@ -8,8 +8,12 @@ Pure code: gettext only, no ORM.
 """
 import json
 import re
+from typing import TYPE_CHECKING
 
 from django.utils.translation import gettext
+
+if TYPE_CHECKING:
+    from django.utils.functional import Promise
 
 START, END = "\x1e", "\x1f"
 """ASCII record and unit separators: never typed by a person nor sent in SMTP text."""
@@ -21,7 +25,7 @@ CATALOGUE: dict = {}
 so that makemessages extracts them as plural entries."""
 
 
-def register(key: str, text) -> str:
+def register(key: str, text: "Promise") -> str:
     CATALOGUE[key] = text
     return key
 

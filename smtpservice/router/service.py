@@ -22,6 +22,7 @@ import ssl
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as wait_for_futures
 from dataclasses import dataclass, field, replace
@@ -58,7 +59,7 @@ AUTH_PREFERENCE = ("CRAM-MD5", "PLAIN", "LOGIN")
 class DeliveryError(Exception):
     """A destination that cannot be reached now (temporary) or ever (``permanent``), in plain words."""
 
-    def __init__(self, reason, permanent=False, reply="", status=""):
+    def __init__(self, reason: str, permanent: bool = False, reply: str = "", status: str = "") -> None:
         super().__init__(reason)
         self.reason = reason
         self.permanent = permanent
@@ -97,7 +98,7 @@ class Result:
     status: str = ""
 
 
-def reply_text(code, message):
+def reply_text(code: int, message: bytes | str) -> str:
     text = message.decode("utf-8", "replace") if isinstance(message, bytes) else str(message)
     return f"{code} {' '.join(text.split())}".strip()
 
@@ -105,17 +106,17 @@ def reply_text(code, message):
 class TracingSMTP(smtplib.SMTP):
     """smtplib's client keeping a transcript for the attempt log, with AUTH exchanges masked."""
 
-    def __init__(self, transcript, **kwargs):
+    def __init__(self, transcript: list[str], **kwargs) -> None:
         self.transcript = transcript
         self.masking = False
         self.message_size = None
         super().__init__(**kwargs)
 
-    def connect(self, host="localhost", port=0, source_address=None):
+    def connect(self, host: str = "localhost", port: int = 0, source_address: tuple[str, int] | None = None) -> tuple[int, bytes]:
         self._host = host  # smtplib sets the TLS server name only in __init__
         return super().connect(host, port, source_address)
 
-    def putcmd(self, cmd, args=""):
+    def putcmd(self, cmd: str, args: str = "") -> None:
         if self.masking:
             line = "****"
         elif cmd.upper() == "AUTH":
@@ -127,7 +128,7 @@ class TracingSMTP(smtplib.SMTP):
         self.transcript.append(f"> {line}")
         super().putcmd(cmd, args)
 
-    def getreply(self):
+    def getreply(self) -> tuple[int, bytes]:
         code, message = super().getreply()
         self.transcript.append(f"< {reply_text(code, message)}")
         if code != 334:
@@ -138,7 +139,7 @@ class TracingSMTP(smtplib.SMTP):
             self.message_size = None
         return code, message
 
-    def data(self, msg):
+    def data(self, msg: bytes) -> tuple[int, bytes]:
         self.message_size = len(msg)
         return super().data(msg)
 
@@ -147,7 +148,7 @@ class TracingSMTPSSL(TracingSMTP, smtplib.SMTP_SSL):
     """The same, with TLS from the first byte."""
 
 
-def resolve_mx(domain, shuffle=random_module.shuffle):
+def resolve_mx(domain: str, shuffle: Callable[[list], None] = random_module.shuffle) -> list[str]:
     """The hosts to try for ``domain``, best MX preference first and equal preferences in random order; the
     domain itself when it has no MX but an address (RFC 5321 s 5.1); a permanent error for a domain that
     does not exist or has a null MX (RFC 7505)."""
@@ -169,7 +170,7 @@ def resolve_mx(domain, shuffle=random_module.shuffle):
     return outbound.order_mx([(record.preference, record.exchange.to_text(omit_final_dot=True)) for record in records], shuffle)
 
 
-def _address_fallback(resolver, domain):
+def _address_fallback(resolver: dns.resolver.Resolver, domain: str) -> list[str]:
     values = {"domain": domain}
     for record_type in ("A", "AAAA"):
         try:
@@ -183,7 +184,7 @@ def _address_fallback(resolver, domain):
     raise DeliveryError(_("%(domain)s has neither MX nor address records.") % values, True, status="5.1.2")
 
 
-def describe_error(error, host, port, timeout):
+def describe_error(error: Exception, host: str, port: int | None, timeout: float) -> str:
     """A connection problem in plain words."""
     values = {"host": host, "port": port, "timeout": timeout, "error": error}
     if isinstance(error, ConnectionRefusedError):
@@ -219,7 +220,7 @@ def client_context(destination: outbound.Destination) -> ssl.SSLContext:
         }) from None
 
 
-def by_code(code, reply, reason):
+def by_code(code: int, reply: str, reason: str) -> Result:
     """A recipient's result from a refusal: 5xx fails for good, anything else is tried again."""
     state = State.FAILED if code >= 500 else State.DEFERRED
     return Result(state, reason, reply, outbound.reply_status(code, reply[4:]))
@@ -232,8 +233,9 @@ class Router:
     answers MX questions (``resolve_mx``).
     """
 
-    def __init__(self, server_name, *, clock=timezone.now, random=random_module.random, resolver=resolve_mx,
-                 workers=4, batch=20, poll_interval=0.5, lease_seconds=None, timeout=None):
+    def __init__(self, server_name: str, *, clock: Callable[[], datetime] = timezone.now, random: Callable[[], float] = random_module.random,
+                 resolver: Callable[[str], list[str]] = resolve_mx, workers: int = 4, batch: int = 20, poll_interval: float = 0.5,
+                 lease_seconds: float | None = None, timeout: float | None = None) -> None:
         self.server_name = server_name
         self.clock = clock
         self.random = random
@@ -261,7 +263,7 @@ class Router:
 
     # --- main loop -------------------------------------------------------------------------------
 
-    def start(self):
+    def start(self) -> None:
         """Load the settings (``snapshot.ServerNotFound`` when the server has no document)."""
         self.snapshot, self.server_id = storage.load(self.server_name)
         routers.prune(self.server_id)
@@ -269,7 +271,7 @@ class Router:
         self.wake_held()
         log.info("router %s for %s started", self.id, self.snapshot.server_name)
 
-    def run(self):
+    def run(self) -> None:
         """Work until ``stop()``, then let sessions in progress finish their current message."""
         if self.snapshot is None:
             self.start()
@@ -283,7 +285,7 @@ class Router:
             self.pause(self.poll_interval)
         self.finish()
 
-    def run_once(self):
+    def run_once(self) -> None:
         """Send everything due now and wait for the sessions (tests, ``runrouter --once``)."""
         if self.snapshot is None:
             self.start()
@@ -295,10 +297,10 @@ class Router:
         self.last_pass_at = timezone.now()
         self.write_status(force=True)
 
-    def stop(self, *args):
+    def stop(self, *args) -> None:
         self.shutdown = True
 
-    def pause(self, seconds):
+    def pause(self, seconds: float) -> None:
         """Sleep in short steps; with more mail due than workers, only until a worker is free."""
         deadline = time.monotonic() + seconds
         while not self.shutdown and time.monotonic() < deadline:
@@ -306,7 +308,7 @@ class Router:
                 return
             time.sleep(0.05)
 
-    def tick(self):
+    def tick(self) -> None:
         close_old_connections()
         self.refresh()
         self.reap()
@@ -323,7 +325,7 @@ class Router:
                 break
         self.last_pass_at = timezone.now()
 
-    def finish(self):
+    def finish(self) -> None:
         """Stop: sessions in progress end after their current message; unstarted groups go back to the queue."""
         self.pool.shutdown(wait=True, cancel_futures=True)
         cancelled = [ids for future, ids in self.futures.items() if future.cancelled()]
@@ -336,7 +338,7 @@ class Router:
         connections.close_all()
         log.info("router %s stopped", self.id)
 
-    def write_status(self, running=True, force=False):
+    def write_status(self, running: bool = True, force: bool = False) -> None:
         """Heartbeat row for the console, and the queue depth for /metrics, every HEARTBEAT_SECONDS."""
         if not force and time.monotonic() < self.next_report:
             return
@@ -352,11 +354,11 @@ class Router:
             "last_error": self.last_error, "last_error_at": self.last_error_at,
         })
 
-    def note_error(self, text):
+    def note_error(self, text: str) -> None:
         """Keep the last problem for the console's router panel."""
         self.last_error, self.last_error_at = str(text)[:2000], timezone.now()
 
-    def refresh(self):
+    def refresh(self) -> None:
         """Reload the settings when the directory changed, and look again at mail they held."""
         snapshot = snapshots.refreshed(self.snapshot)
         if snapshot is not self.snapshot:
@@ -364,7 +366,7 @@ class Router:
             log.info("settings revision %s loaded", snapshot.revision)
             self.wake_held()
 
-    def wake_held(self):
+    def wake_held(self) -> None:
         """Mail held because the settings allowed no outbound SMTP waits for a change of the settings
         (or the end of its lifetime), not for a timer: look at it again now."""
         woken = QueuedRecipient.objects.filter(
@@ -373,11 +375,11 @@ class Router:
         if woken:
             log.info("%s recipients held by the settings are looked at again", woken)
 
-    def reap(self):
+    def reap(self) -> None:
         for future in [future for future in self.futures if future.done()]:
             self.futures.pop(future)
 
-    def renew_leases(self):
+    def renew_leases(self) -> None:
         if time.monotonic() < self.next_renewal:
             return
         self.next_renewal = time.monotonic() + self.lease.total_seconds() / 3
@@ -390,7 +392,7 @@ class Router:
 
     # --- claiming --------------------------------------------------------------------------------
 
-    def due(self, now):
+    def due(self, now: datetime) -> Q:
         """Recipients to send now: queued or deferred and due, held by the router and due for another
         look, or in flight with an expired lease (their router stopped)."""
         return (
@@ -399,7 +401,7 @@ class Router:
             | Q(state=State.IN_FLIGHT, lease_expires_at__lt=now)
         )
 
-    def claim(self, limit):
+    def claim(self, limit: int) -> list[QueuedRecipient]:
         """Take up to ``limit`` due recipients of this server for this router, in one short transaction."""
         now = self.clock()
         with self.lock:
@@ -422,7 +424,7 @@ class Router:
             self.active.update(row.pk for row in rows)
         return rows
 
-    def dispatch(self, rows):
+    def dispatch(self, rows: list[QueuedRecipient]) -> None:
         """One worker task per destination, carrying all of its recipients."""
         groups = {}
         for row in rows:
@@ -431,7 +433,7 @@ class Router:
             future = self.pool.submit(self.deliver, self.snapshot, destination, group)
             self.futures[future] = [row.pk for row in group]
 
-    def give_back(self, ids):
+    def give_back(self, ids: list[int]) -> None:
         """Return claimed recipients unsent, as they were, due at once."""
         if ids:
             QueuedRecipient.objects.filter(pk__in=ids, claimed_by=self.id, state=State.IN_FLIGHT).update(
@@ -440,13 +442,13 @@ class Router:
             )
         self.forget(ids)
 
-    def forget(self, ids):
+    def forget(self, ids: list[int]) -> None:
         with self.lock:
             self.active.difference_update(ids)
 
     # --- one destination -------------------------------------------------------------------------
 
-    def deliver(self, snap, destination, rows):
+    def deliver(self, snap: SettingsSnapshot, destination: outbound.Destination | outbound.Blocked, rows: list[QueuedRecipient]) -> None:
         """Worker: one session for every recipient of one destination, each message recorded at once."""
         ids = [row.pk for row in rows]
         try:
@@ -546,7 +548,8 @@ class Router:
             }
             return client
 
-    def open(self, snap, destination, host, step, attempt, authenticate):
+    def open(self, snap: SettingsSnapshot, destination: outbound.Destination, host: str, step: outbound.Step, attempt: AttemptLog,
+             authenticate: bool) -> TracingSMTP:
         """Connect, greet, EHLO, STARTTLS when the plan says so and the remote offers it, then AUTH."""
         transcript = attempt.transcript
         options = {"local_hostname": snap.host_name, "timeout": self.timeout}
@@ -647,7 +650,8 @@ class Router:
             **values, "mechanism": mechanism, "clear": clear,
         }
 
-    def send_message(self, client, attempt, message, rows):
+    def send_message(self, client: TracingSMTP, attempt: AttemptLog, message: ReceivedMessage,
+                     rows: list[QueuedRecipient]) -> tuple[dict[int, Result], bool]:
         """MAIL, RCPT for each recipient, DATA: ({row id: Result}, whether the connection was lost)."""
         results = {}
         values = {"host": attempt.host}
@@ -748,7 +752,7 @@ class Router:
             log.info("message %s to %s via %s: %s (%s)", message.pk, entry["recipient"], attempt.destination or "-",
                      entry["result"], entry["reply"])
 
-    def report(self, snap, message, failures, now):
+    def report(self, snap: SettingsSnapshot, message: ReceivedMessage, failures: list[outbound.Failure], now: datetime) -> None:
         """A non-delivery report to the sender from the null sender; never for a message from <>."""
         if not message.mail_from:
             log.info("message %s from <> failed for %s; no report is sent for it", message.pk, len(failures))

@@ -3,16 +3,20 @@
 Database work shared by the router daemon and the console's queue pages, so that neither imports
 the other.
 """
+from __future__ import annotations
+
 import logging
+from collections.abc import Iterable
+from datetime import datetime
 
 from django.db import transaction
 from django.db.models import Count, Min, Q
 from django.utils import timezone
 from django.utils.translation import ngettext_lazy
 
-from smtpservice.core import outbound, texts
+from smtpservice.core import outbound, policy, texts
 from smtpservice.core.message import message_headers
-from smtpservice.models import DeliveryAttempt, QueuedRecipient
+from smtpservice.models import DeliveryAttempt, QueuedRecipient, ReceivedMessage
 from smtpservice.store import storage
 
 log = logging.getLogger("smtpservice.outbound")
@@ -22,7 +26,7 @@ PENDING = (State.QUEUED, State.IN_FLIGHT, State.DEFERRED, State.HELD)
 """States of a recipient still to be sent (or held): what "queue depth" counts."""
 
 
-def depth(server_id):
+def depth(server_id: int | None) -> tuple[dict[str, int], datetime | None]:
     """({state: recipients} of one server's queue, when its oldest pending message was received, or None)."""
     rows = QueuedRecipient.objects.filter(message__server_id=server_id)
     counts = dict(rows.order_by().values_list("state").annotate(count=Count("pk")))
@@ -30,7 +34,8 @@ def depth(server_id):
     return counts, oldest
 
 
-def store(snap, server_id, mail_from, recipients, data, origin, authenticated_as=""):
+def store(snap: policy.SettingsSnapshot, server_id: int, mail_from: str, recipients: Iterable[str], data: bytes, origin: str,
+          authenticated_as: str = "") -> tuple[int | None, list[str]]:
     """Store a message made here (a test message, a report): local recipients into their mailboxes,
     others into the relay queue. Returns (message id, addresses in a local domain without a person)."""
     deliveries, unknown = [], []
@@ -56,7 +61,7 @@ def store(snap, server_id, mail_from, recipients, data, origin, authenticated_as
 ACTIONS = ("retry", "hold", "release", "delete")
 
 
-def apply_action(message, action, actor):
+def apply_action(message: ReceivedMessage, action: str, actor: str) -> int:
     """Retry now, hold, release or delete the queued recipients of a message; returns how many changed.
 
     Recipients being sent right now are left alone (their session decides). Every action is logged

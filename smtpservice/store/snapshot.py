@@ -11,6 +11,7 @@ and are not seen; the console and the import always save documents one by one.
 the snapshot's revision older than the directory's, and the next check reloads.
 """
 import threading
+from typing import TYPE_CHECKING
 
 from django.apps import apps
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
@@ -24,17 +25,20 @@ from directory.models import ConfigurationSettings, Document, InternetSite, Pers
 from smtpservice.core import documents, policy
 from smtpservice.models import DirectoryRevision
 
+if TYPE_CHECKING:
+    from django.db.backends.base.base import BaseDatabaseWrapper
+
 
 class ServerNotFound(LookupError):
     """No Server document has the name the listener was started for."""
 
 
-def document_models():
+def document_models() -> list[type[Document]]:
     """Every directory document whose change may alter the listener's behaviour (not the audit trail)."""
     return [model for model in apps.get_app_config("directory").get_models() if issubclass(model, Document)]
 
 
-def _revision_sql(connection, template):
+def _revision_sql(connection: "BaseDatabaseWrapper", template: str) -> str:
     """A statement on the revision row, its names quoted for this database.
 
     Plain SQL rather than the ORM: the row is read and bumped once for every document saved (10,000
@@ -49,7 +53,7 @@ def _revision_sql(connection, template):
     )
 
 
-def bump_revision(sender=None, using=None, **kwargs):
+def bump_revision(sender: type[Document] | None = None, using: str | None = None, **kwargs) -> None:
     """Signal receiver: count one more directory change, in the transaction that saves it."""
     now = timezone.now()
     connection = connections[using or DEFAULT_DB_ALIAS]
@@ -65,14 +69,14 @@ def bump_revision(sender=None, using=None, **kwargs):
         )
 
 
-def connect_signals():
+def connect_signals() -> None:
     for model in document_models():
         label = model._meta.label_lower
         post_save.connect(bump_revision, sender=model, dispatch_uid=f"smtpservice.revision.save.{label}")
         post_delete.connect(bump_revision, sender=model, dispatch_uid=f"smtpservice.revision.delete.{label}")
 
 
-def current_revision():
+def current_revision() -> int:
     """The directory's revision, 0 before any change: one query on one row."""
     connection = connections[DEFAULT_DB_ALIAS]
     with connection.cursor() as cursor:
@@ -81,7 +85,7 @@ def current_revision():
     return row[0] if row else 0
 
 
-def refreshed(snapshot):
+def refreshed(snapshot: policy.SettingsSnapshot) -> policy.SettingsSnapshot:
     """The same snapshot while the directory is unchanged (one query), else a new one."""
     if current_revision() == snapshot.revision:
         return snapshot
@@ -121,7 +125,7 @@ def recent_snapshot(server_name: str) -> policy.SettingsSnapshot:
     return snap
 
 
-def _configuration(server):
+def _configuration(server: Server) -> tuple[ConfigurationSettings, str]:
     """The Configuration Settings that apply: the server's own, else the default (*), else the model defaults."""
     found = {c.server_id: c for c in ConfigurationSettings.objects.filter(Q(server=server) | Q(server__isnull=True))}
     if server.pk in found:

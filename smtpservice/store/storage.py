@@ -7,12 +7,14 @@ the client gets 451: it keeps the message and tries again later (RFC 5321 s 4.2.
 """
 import datetime
 import logging
+from collections.abc import Callable
 
 from django.db import DatabaseError, IntegrityError, connection, connections, models, transaction
 from django.db import close_old_connections as django_close_old_connections
 from django.utils import timezone
 
 from directory.models import Person, Server
+from smtpservice.core import policy
 from smtpservice.core.safe_text import db_safe, db_safe_json
 from smtpservice.models import ListenerStatus, MailboxEntry, QueuedRecipient, ReceivedMessage, SessionLog
 from smtpservice.store import snapshot as snapshots
@@ -22,16 +24,16 @@ log = logging.getLogger("smtpservice.listener")
 current_revision = snapshots.current_revision
 
 
-def close_old_connections():
+def close_old_connections() -> None:
     django_close_old_connections()
 
 
-def close_all_connections():
+def close_all_connections() -> None:
     """Close this thread's connections when the listener stops (a test database can then be dropped)."""
     connections.close_all()
 
 
-def load(server_name):
+def load(server_name: str) -> tuple[policy.SettingsSnapshot, int]:
     """The settings snapshot and the Server document's id."""
     snap = snapshots.load_snapshot(server_name)
     return snap, Server.objects.only("pk").get(name=snap.server_name).pk
@@ -41,7 +43,7 @@ class StorageUnavailable(Exception):
     """The database failed a moment ago: the message is refused at once rather than waiting for it again."""
 
 
-def _wait_for_locks(seconds):
+def _wait_for_locks(seconds: float) -> None:
     """Bound how long this connection's statements wait for locks held elsewhere (and run, on PostgreSQL)."""
     milliseconds = max(1, int(seconds * 1000))
     with connection.cursor() as cursor:
@@ -52,7 +54,7 @@ def _wait_for_locks(seconds):
             cursor.execute(f"SET statement_timeout = {milliseconds}")
 
 
-def bounded(seconds, function, *args):
+def bounded(seconds: float, function: Callable, *args) -> object:
     """Run ``function(*args)`` in this thread with every wait on the database bounded by ``seconds``.
 
     The listener's database work all runs in one thread: a statement stuck on a lock would hold up

@@ -7,6 +7,7 @@ reads at most 24 of them per server and counts only the sessions of the last hou
 """
 import datetime
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from django.db.models import Count, Q
@@ -100,7 +101,7 @@ def floor_hour(moment: datetime.datetime) -> datetime.datetime:
     return moment.astimezone(datetime.UTC).replace(minute=0, second=0, microsecond=0)
 
 
-def _count_by_hour(server_ids, start, end=None) -> dict:
+def _count_by_hour(server_ids: Iterable[int], start: datetime.datetime, end: datetime.datetime | None = None) -> dict:
     """``{(server id, hour): Counts}`` of the sessions that started from ``start`` (to ``end``)."""
     rows = SessionLog.objects.filter(server_id__in=server_ids, started_at__gte=start)
     if end is not None:
@@ -111,7 +112,7 @@ def _count_by_hour(server_ids, start, end=None) -> dict:
     return found
 
 
-def _settle(server_ids, first, settled_until) -> dict:
+def _settle(server_ids: Sequence[int], first: datetime.datetime, settled_until: datetime.datetime) -> dict:
     """The stored hours, after counting and storing the settled ones not counted yet."""
     hours = [first + HOUR * index for index in range(HOURS) if first + HOUR * index < settled_until]
     stored = {
@@ -150,7 +151,7 @@ class ServerTraffic:
     """``(hour end, recipients waiting)`` at the end of each hour, oldest first, the last one now."""
 
 
-def traffic(server_ids, now: datetime.datetime | None = None) -> dict:
+def traffic(server_ids: Iterable[int], now: datetime.datetime | None = None) -> dict:
     """``{server id: ServerTraffic}`` for the dashboard: at most 24 stored hours a server, plus the unsettled sessions."""
     now = now or timezone.now()
     server_ids = list(server_ids)
@@ -190,7 +191,7 @@ def traffic(server_ids, now: datetime.datetime | None = None) -> dict:
 WAITING = (QueuedRecipient.State.QUEUED, QueuedRecipient.State.IN_FLIGHT, QueuedRecipient.State.DEFERRED, QueuedRecipient.State.HELD)
 
 
-def queue_waiting(server_ids) -> dict:
+def queue_waiting(server_ids: Sequence[int]) -> dict:
     """``{server id: recipients in the outbound queue now}`` (read through the index on the state)."""
     rows = (
         QueuedRecipient.objects.filter(state__in=WAITING, message__server_id__in=server_ids)
@@ -200,7 +201,7 @@ def queue_waiting(server_ids) -> dict:
     return {server_id: found.get(server_id, 0) for server_id in server_ids}
 
 
-def queue_depth_at(server_ids, moment: datetime.datetime) -> dict:
+def queue_depth_at(server_ids: Sequence[int], moment: datetime.datetime) -> dict:
     """``{server id: recipients waiting at moment}``: received by then and not yet delivered or failed.
 
     The queue keeps no history, so the past is rebuilt from each recipient's times: it entered the queue
