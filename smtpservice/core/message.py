@@ -4,9 +4,9 @@ Pure functions over bytes; the session machine (``core.session``) calls them at 
 """
 import re
 
-from django.utils.translation import gettext as _
+from smtpservice.core import policy, replies, texts
 
-from smtpservice.core import policy, replies
+_ = texts.explain
 
 BARE_LINE_END = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 """A CR not followed by LF, or an LF not preceded by CR: not a line end (RFC 5321 s 2.3.8)."""

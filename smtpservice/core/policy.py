@@ -17,9 +17,9 @@ from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
 
 from django.utils.translation import get_language, gettext_lazy
-from django.utils.translation import gettext as _
 
 from directory import choices, names
+from smtpservice.core import texts
 from smtpservice.core.replies import (  # noqa: F401 (the policy's replies, named where the tests read them)
     ALREADY_AUTHENTICATED,
     AUTH_FAILED,
@@ -45,6 +45,9 @@ from smtpservice.core.replies import (  # noqa: F401 (the policy's replies, name
     USER_UNKNOWN,
     VRFY_FOUND,
 )
+
+_ = texts.explain
+"""Explanations keep their msgid and values: the session log stores them, and a page shows them in its reader's language."""
 
 TCP = "tcp"
 SSL = "ssl"
@@ -806,7 +809,7 @@ def ehlo_extensions(snap: SettingsSnapshot, facts: SessionFacts) -> Offer:
     if mechanisms:
         items.append("AUTH " + " ".join(mechanisms))
     reasons.append(mechanisms.detail)
-    return Offer(tuple(items), "; ".join(str(reason).rstrip(".") for reason in reasons) + ".")
+    return Offer(tuple(items), texts.join("; ", reasons))
 
 
 # --- Section 3.5: AUTH and server access -------------------------------------------------------
@@ -1053,7 +1056,7 @@ def relay_allowed(snap: SettingsSnapshot, facts: SessionFacts, domain: str) -> D
         reasons.append(_("%(domain)s is not in Allow messages to be sent to these external domains") % values)
         rule = "relay_not_allowed"
     return _refuse(RELAY_REJECTED, rule, _("Relay to %(domain)s refused: %(reasons)s.") % {
-        **values, "reasons": "; ".join(str(reason) for reason in reasons),
+        **values, "reasons": texts.join("; ", reasons),
     })
 
 

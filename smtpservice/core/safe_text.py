@@ -25,9 +25,16 @@ def db_safe(text: object, max_len: int | None = None) -> str:
     return text[:max_len] if max_len is not None else text
 
 
+STORED_TEXT_MARKS = ("\x1e", "\x1f")
+"""The marks around a stored explanation (``core.texts``): harmless to every database, and kept so that the
+console can translate the explanation; ``core.texts`` removes them from any value a client supplied."""
+
+
 def _safe_character(character: str) -> str:
     if character == "\t":
         return " "
+    if character in STORED_TEXT_MARKS:
+        return character
     if unicodedata.category(character) in ("Cc", "Cs"):
         return REPLACEMENT
     return character

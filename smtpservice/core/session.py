@@ -23,11 +23,11 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from django.utils.translation import gettext as _
-
 from smtpservice.core import message as messages
-from smtpservice.core import policy, replies
+from smtpservice.core import policy, replies, texts
 from smtpservice.core.limits import COMMAND_LINE_LIMIT, MAIL_LINE_LIMIT, TEXT_LINE_LIMIT, Limits
+
+_ = texts.explain
 
 HTTP_VERBS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "CONNECT", "PATCH", "TRACE"})
 """A web client or proxy probe on the SMTP port: the session is closed at once (Postfix: smtpd_forbidden_commands)."""
@@ -307,7 +307,7 @@ class SmtpSession:
         """Keep one step of the session log: the command, the rule that decided, why, and the reply."""
         self.last_decision = decision
         self.events.append({
-            "command": command, "rule": decision.rule, "detail": str(decision.detail),
+            "command": command, "rule": decision.rule, "detail": texts.keep(decision.detail),
             "reply": reply_text if reply_text is not None else decision.reply,
         })
 

@@ -55,3 +55,70 @@ def render(value: str) -> str:
     if START in value:
         return SEGMENT.sub(_render_one, value)
     return gettext(value)
+
+
+class Explained(str):
+    """A text in the active language that also keeps its msgid and values, so that a daemon can store it
+    (``keep``) and a page can show it later in its reader's language (``render``).
+
+    The policy and the session machine build every explanation this way (``explain`` is their ``_``):
+    ``_("... %(entry)s ...") % values`` and ``a + " " + b`` keep working as on plain text, and the stored
+    form follows along.
+    """
+
+    def __new__(cls, text: str, msgid: str | None = None, params: dict | None = None, parts: tuple | None = None) -> "Explained":
+        explained = super().__new__(cls, text)
+        explained.msgid, explained.params, explained.parts = msgid, params, parts
+        return explained
+
+    def __mod__(self, values: object) -> "Explained":
+        formatted = str.__mod__(self, values)
+        if self.msgid is None or not isinstance(values, dict):
+            return Explained(formatted)
+        return Explained(formatted, self.msgid, values)
+
+    def __add__(self, other: str) -> "Explained":
+        return Explained(str.__add__(self, other), parts=(self, other))
+
+    def __radd__(self, other: str) -> "Explained":
+        return Explained(str.__add__(other, self), parts=(other, self))
+
+    @property
+    def stored(self) -> str:
+        """The form to store: msgid and values, translated again when it is read (``render``)."""
+        if self.parts is not None:
+            return "".join(keep(part) for part in self.parts)
+        if self.msgid is None:
+            return str.__str__(self)
+        return stored(self.msgid, **{key: _value(value) for key, value in (self.params or {}).items()})
+
+
+def _value(value: object) -> object:
+    """A value of an explanation as stored: an explanation's stored form; a client's text without the marks,
+    so that nothing a client sends can pass for a stored explanation."""
+    if isinstance(value, Explained):
+        return value.stored
+    if isinstance(value, str):
+        return value.replace(START, "\ufffd").replace(END, "\ufffd")
+    return value
+
+
+def explain(msgid: str) -> Explained:
+    """``gettext`` that remembers its msgid: the ``_`` of code whose texts are stored and read later."""
+    return Explained(gettext(msgid), msgid)
+
+
+def keep(text: object) -> object:
+    """What to store for ``text``: the stored form of an explanation, anything else as it is."""
+    return text.stored if isinstance(text, Explained) else text
+
+
+def join(separator: str, texts: list) -> Explained:
+    """``separator.join(texts)`` that keeps each explanation's stored form."""
+    parts = []
+    for index, text in enumerate(texts):
+        if index:
+            parts.append(separator)
+        parts.append(text)
+    return Explained(separator.join(str.__str__(text) if isinstance(text, Explained) else str(text) for text in texts),
+                     parts=tuple(parts))

@@ -38,7 +38,7 @@ DOWNLOADS = {"smtpservice:message-download", "directory-export"}
 # its owner, see docs/translations.md), the "why" column of a session, which it writes in English.
 PAGE_TEXT = """() => {
   const body = document.body.cloneNode(true);
-  body.querySelectorAll("code, pre, script, style, kbd, samp, .user-select-all, .listener-text").forEach((node) => node.remove());
+  body.querySelectorAll("code, pre, script, style, kbd, samp, .user-select-all").forEach((node) => node.remove());
   return body.textContent;
 }"""
 

@@ -6,6 +6,7 @@ accepted (RFC 5321 s 4.5.1); SIZE is read after the address only; the HELO text 
 structure of the Received header.
 """
 import base64
+import html
 import smtplib
 import socket
 import time
@@ -13,9 +14,9 @@ import time
 import pytest
 
 from directory import models
-from smtpservice.models import MailboxEntry, ReceivedMessage
-from tests.security.smtp_client import CLIENT_NAME, greeted
-from tests.smtpservice.conftest import PASSWORD, save
+from smtpservice.models import MailboxEntry, ReceivedMessage, SessionLog
+from tests.security.smtp_client import CLIENT_NAME, RawClient, greeted
+from tests.smtpservice.conftest import PASSWORD, save, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -174,3 +175,18 @@ def test_a_port_with_no_method_refuses_mail_with_530_and_the_server_document_war
     client.ehlo()
     assert client.command("MAIL FROM:<sender@example.org>") == (530, "5.7.0 Authentication required")
     client.close()
+
+
+def test_the_session_log_explains_each_decision_in_the_reader_s_language(start, configuration, client, admin_user):
+    change(configuration, connection_deny_hosts=["127.0.0.0/8"])
+    server = start()
+    refused = RawClient(server.smtp_inbound_tcp_port)
+    assert refused.reply()[0] == 554
+    refused.close()
+    log = wait_until(lambda: SessionLog.objects.first(), message="no session log")
+    client.force_login(admin_user)
+    page = html.unescape(client.get(f"/sessions/{log.pk}/", HTTP_ACCEPT_LANGUAGE="fr").content.decode())
+    english = client.get(f"/sessions/{log.pk}/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "is denied by the entry 127.0.0.0/8 of Deny connections from these hosts." in english
+    assert "refusé par l'entrée 127.0.0.0/8 de Refuser les connexions" in page
+    assert "is denied by the entry" not in page
