@@ -40,7 +40,9 @@ def test_listener_metrics_count_a_delivered_message_and_a_refused_recipient(make
             client.mail("ann@example.test")
             code, _reply = client.rcpt("nobody@acme.test")
             assert code == 550
-        samples = wait_until(lambda: scrape(metrics_port), 5)
+        # The revision in use is the oldest across workers: 0 until every worker has loaded its settings
+        # (on PostgreSQL runsmtp starts one worker per core, and the second may still be starting).
+        samples = wait_until(lambda: (found := scrape(metrics_port)).get(("smtp_listener_settings_revision", ())) and found, 10)
     finally:
         stop(process)
 
