@@ -12,7 +12,7 @@ REPLACEMENT = "\ufffd"
 console shows that something was there."""
 
 
-def db_safe(text: object, max_len: int | None = None) -> str:
+def db_safe(text: object, max_len: int | None = None, marks: bool = False) -> str:
     """``text`` as a string any database stores: control characters (NUL included) and lone surrogates
     become U+FFFD, a tab a space; cut to ``max_len`` characters when given. Bytes are read as UTF-8."""
     if text is None:
@@ -21,31 +21,31 @@ def db_safe(text: object, max_len: int | None = None) -> str:
         text = bytes(text).decode("utf-8", "replace")
     text = str(text)
     if not text.isprintable():
-        text = "".join(_safe_character(character) for character in text)
+        text = "".join(_safe_character(character, marks) for character in text)
     return text[:max_len] if max_len is not None else text
 
 
 STORED_TEXT_MARKS = ("\x1e", "\x1f")
-"""The marks around a stored explanation (``core.texts``): harmless to every database, and kept so that the
-console can translate the explanation; ``core.texts`` removes them from any value a client supplied."""
+"""The marks around a stored explanation (``core.texts``): harmless to every database. Kept only where
+explanations are stored (``marks=True``); ``core.texts`` removes them from any value a client supplied."""
 
 
-def _safe_character(character: str) -> str:
+def _safe_character(character: str, marks: bool = False) -> str:
     if character == "\t":
         return " "
-    if character in STORED_TEXT_MARKS:
+    if marks and character in STORED_TEXT_MARKS:
         return character
     if unicodedata.category(character) in ("Cc", "Cs"):
         return REPLACEMENT
     return character
 
 
-def db_safe_json(value: object) -> object:
+def db_safe_json(value: object, marks: bool = False) -> object:
     """A JSON value with every string in it (dictionary keys too) made safe by ``db_safe``."""
     if isinstance(value, str):
-        return db_safe(value)
+        return db_safe(value, marks=marks)
     if isinstance(value, dict):
-        return {db_safe(key) if isinstance(key, str) else key: db_safe_json(item) for key, item in value.items()}
+        return {db_safe(key) if isinstance(key, str) else key: db_safe_json(item, marks) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [db_safe_json(item) for item in value]
+        return [db_safe_json(item, marks) for item in value]
     return value

@@ -82,7 +82,8 @@ def safe_fields(model: type[models.Model], fields: dict) -> dict:
         if isinstance(field, models.CharField | models.TextField) and value is not None:
             value = db_safe(value, field.max_length)
         elif isinstance(field, models.JSONField):
-            value = db_safe_json(value)
+            # The session log's events hold stored explanations (core.texts): their marks are kept.
+            value = db_safe_json(value, marks=(model, name) == (SessionLog, "events"))
         safe[name] = value
     return safe
 

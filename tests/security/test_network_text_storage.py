@@ -82,3 +82,9 @@ def test_a_session_record_that_cannot_be_written_is_set_aside_and_the_others_are
     assert sorted(SessionLog.objects.values_list("session_id", flat=True)) == ["good", "other"]
     assert ListenerStatus.objects.get(server=server).host == f"h{REPLACEMENT}"
     assert "session log record bad of None set aside" in caplog.text
+
+
+def test_the_marks_of_a_stored_explanation_are_kept_only_where_explanations_are_stored():
+    marked = "\x1e{}\x1f"
+    assert db_safe(marked, marks=True) == marked
+    assert db_safe(marked) == f"{REPLACEMENT}{{}}{REPLACEMENT}"
