@@ -17,11 +17,12 @@ from email.parser import BytesHeaderParser
 from email.policy import SMTP as SMTP_POLICY
 from typing import Protocol
 
-from django.utils.translation import gettext as _
-
 from directory import choices
 from directory.validators import split_host_port
-from smtpservice.core import policy
+from smtpservice.core import policy, texts
+
+_ = texts.explain
+"""Texts kept with their msgid and values: the queue pages show them in the reader's language."""
 
 RELAY = "relay"
 ROUTE = "route"

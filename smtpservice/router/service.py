@@ -35,15 +35,17 @@ from django.conf import settings
 from django.db import close_old_connections, connections, transaction
 from django.db.models import Case, Q, Value, When
 from django.utils import timezone
-from django.utils.translation import gettext as _
 
 from directory.choices import RelayAuth
 from smtpservice import metrics
-from smtpservice.core import outbound
+from smtpservice.core import outbound, texts
 from smtpservice.core.policy import ConfigSnapshot, SettingsSnapshot
 from smtpservice.models import DeliveryAttempt, QueuedRecipient, ReceivedMessage
 from smtpservice.store import queue, routers, storage
 from smtpservice.store import snapshot as snapshots
+
+_ = texts.explain
+"""Texts kept with their msgid and values: the queue pages show them in the reader's language."""
 
 log = logging.getLogger("smtpservice.outbound")
 
@@ -356,7 +358,7 @@ class Router:
 
     def note_error(self, text: str) -> None:
         """Keep the last problem for the console's router panel."""
-        self.last_error, self.last_error_at = str(text)[:2000], timezone.now()
+        self.last_error, self.last_error_at = texts.keep(text)[:2000], timezone.now()
 
     def refresh(self) -> None:
         """Reload the settings when the directory changed, and look again at mail they held."""
@@ -709,7 +711,8 @@ class Router:
                 fields = {
                     "state": result.state, "attempts": row.attempts + (result.state != State.HELD),
                     "claimed_by": "", "lease_expires_at": None,
-                    "destination": attempt.destination, "last_error": "" if result.state == State.DELIVERED else result.reason,
+                    "destination": texts.keep(attempt.destination),
+                    "last_error": "" if result.state == State.DELIVERED else texts.keep(result.reason),
                     "held_by": QueuedRecipient.HeldBy.ROUTER if result.state == State.HELD else "",
                 }
                 if result.state == State.DELIVERED:
@@ -737,9 +740,12 @@ class Router:
             DeliveryAttempt.objects.create(
                 message=message, started_at=attempt.started or now, ended_at=now, actor=self.id,
                 outcome=outcomes.pop() if len(outcomes) == 1 else DeliveryAttempt.Outcome.PARTIAL,
-                recipients=recipients, destination=attempt.destination, host=attempt.host, port=attempt.port,
-                tls=attempt.tls, tls_policy=attempt.tls_policy, certificate=attempt.certificate, authentication=attempt.authentication,
-                detail=" ".join(map(str, [attempt.detail, *attempt.notes])).strip(), transcript=attempt.transcript,
+                recipients=[{**entry, "reply": texts.keep(entry["reply"])} for entry in recipients],
+                destination=texts.keep(attempt.destination), host=attempt.host, port=attempt.port,
+                tls=attempt.tls, tls_policy=attempt.tls_policy, certificate=texts.keep(attempt.certificate),
+                authentication=texts.keep(attempt.authentication),
+                detail=texts.keep(texts.join(" ", [part for part in [attempt.detail, *attempt.notes] if part])),
+                transcript=attempt.transcript,
             )
             if failures:
                 self.report(snap, message, failures, now)

@@ -5,6 +5,7 @@ import base64
 import pytest
 
 from directory import models
+from smtpservice.core.texts import render as shown
 from smtpservice.models import DeliveryAttempt, MailboxEntry, QueuedRecipient
 from tests.outbound.conftest import BOB, BOB_PASSWORD, beta_configuration, change, queue_at
 from tests.smtpservice.conftest import save
@@ -52,7 +53,7 @@ def test_a_relay_offering_auth_without_tls_never_gets_the_password(relay, alpha,
 
     queued, attempt = outcome(message)
     assert queued.state == "deferred"
-    assert "Allow authentication to the relay host without TLS is No: the password is not sent" in queued.last_error
+    assert "Allow authentication to the relay host without TLS is No: the password is not sent" in shown(queued.last_error)
     assert not any(line.startswith("> AUTH") for line in attempt.transcript)
     assert not delivered_to_bob().exists()
 
@@ -66,7 +67,7 @@ def test_the_password_goes_over_starttls_without_any_clear_text_permission(relay
     queued, attempt = outcome(message)
     assert queued.state == "delivered"
     assert (attempt.tls, attempt.tls_policy) == ("starttls", "opportunistic")
-    assert attempt.authentication == "Authenticated as bob@beta.test with AUTH PLAIN."
+    assert shown(attempt.authentication) == "Authenticated as bob@beta.test with AUTH PLAIN."
 
 
 def test_required_authenticates_and_the_password_never_shows(relay, alpha, make_router):
@@ -77,7 +78,7 @@ def test_required_authenticates_and_the_password_never_shows(relay, alpha, make_
     queued, attempt = outcome(message)
     assert queued.state == "delivered"
     assert delivered_to_bob().get().message.authenticated_as == "Bob Smith/Beta"
-    assert attempt.authentication == "Authenticated as bob@beta.test with AUTH PLAIN in clear text."
+    assert shown(attempt.authentication) == "Authenticated as bob@beta.test with AUTH PLAIN in clear text."
     assert "> AUTH PLAIN ****" in attempt.transcript
     transcript = "\n".join(attempt.transcript)
     secret = base64.b64encode(f"\0{BOB}\0{BOB_PASSWORD}".encode()).decode()
@@ -91,7 +92,7 @@ def test_required_with_a_relay_that_offers_no_auth_keeps_the_message_queued(rela
 
     queued, attempt = outcome(message)
     assert queued.state == "deferred"
-    assert "Use authentication is Required: the message is not sent without authentication" in queued.last_error
+    assert "Use authentication is Required: the message is not sent without authentication" in shown(queued.last_error)
     assert "> mail FROM:<jane@acme.test>" not in attempt.transcript
     assert not delivered_to_bob().exists()
 
@@ -103,7 +104,7 @@ def test_required_with_refused_credentials_keeps_the_message_queued(relay, alpha
 
     queued, _attempt = outcome(message)
     assert queued.state == "deferred"
-    assert "refused the credentials of bob@beta.test: 535 5.7.8 Authentication credentials invalid" in queued.last_error
+    assert "refused the credentials of bob@beta.test: 535 5.7.8 Authentication credentials invalid" in shown(queued.last_error)
     assert not delivered_to_bob().exists()
 
 
@@ -115,7 +116,7 @@ def test_enabled_falls_back_to_no_auth_when_the_relay_offers_none(relay, alpha, 
     queued, attempt = outcome(message)
     assert queued.state == "delivered"
     assert delivered_to_bob().get().message.authenticated_as == ""
-    assert attempt.authentication == "The relay host offers no AUTH: sent without authentication (Enabled)."
+    assert shown(attempt.authentication) == "The relay host offers no AUTH: sent without authentication (Enabled)."
 
 
 def test_enabled_falls_back_to_no_auth_when_the_credentials_are_refused(relay, alpha, make_router):
@@ -125,8 +126,8 @@ def test_enabled_falls_back_to_no_auth_when_the_credentials_are_refused(relay, a
 
     queued, attempt = outcome(message)
     assert queued.state == "delivered"
-    assert attempt.authentication.endswith("Sent without authentication (Enabled falls back).")
-    assert "535 5.7.8" in attempt.authentication
+    assert shown(attempt.authentication).endswith("Sent without authentication (Enabled falls back).")
+    assert "535 5.7.8" in shown(attempt.authentication)
 
 
 def test_disabled_sends_no_auth_even_when_offered(relay, alpha, make_router):

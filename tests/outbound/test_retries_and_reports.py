@@ -6,6 +6,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from smtpservice.core.texts import render as shown
 from smtpservice.models import DeliveryAttempt, MailboxEntry, QueuedRecipient, ReceivedMessage
 from tests.outbound.conftest import BOB, JANE, change, queue_at
 from tests.smtpservice.conftest import free_port
@@ -86,7 +87,7 @@ def test_a_message_past_its_lifetime_fails_with_a_report_to_the_local_sender(unr
     router.run_once()
     queued = state_of(message)
     assert queued.state == "failed"
-    assert queued.last_error.startswith("The message could not be delivered within 120 hours")
+    assert shown(queued.last_error).startswith("The message could not be delivered within 120 hours")
     (report,) = reports_to(JANE)
     status = email.message_from_bytes(bytes(report.data)).get_payload()[1].get_payload()[1]
     assert (status["Final-Recipient"], status["Action"], status["Status"]) == (f"rfc822; {BOB}", "failed", "4.4.7")
@@ -132,7 +133,7 @@ def test_an_unreadable_ca_bundle_defers_with_the_reason(alpha, beta, run_listene
 
     queued = state_of(message)
     assert queued.state == "deferred"
-    assert queued.last_error.startswith("The CA bundle /nonexistent/ca.pem cannot be read")
+    assert shown(queued.last_error).startswith("The CA bundle /nonexistent/ca.pem cannot be read")
 
 
 def test_a_local_sender_gets_one_report_listing_every_refused_recipient(alpha, beta, run_listener, make_router):

@@ -4,7 +4,9 @@ import smtplib
 import socket
 
 import pytest
+from django.utils import translation
 
+from smtpservice.core.texts import render as shown
 from smtpservice.models import DeliveryAttempt, MailboxEntry, QueuedRecipient, ReceivedMessage
 from tests.outbound.conftest import BOB, JANE, beta_configuration, change, queue_at
 from tests.smtpservice.conftest import free_port
@@ -38,7 +40,7 @@ def test_message_submitted_to_a_lands_in_the_mailbox_of_bob_on_b(alpha, beta, ru
     assert entry.message.subject == "Port 26"
     attempt = last_attempt(queued.message)
     assert (attempt.host, attempt.port, attempt.tls) == ("127.0.0.1", beta.smtp_inbound_tcp_port, "none")
-    assert attempt.destination == "SMTP connection route to 127.0.0.1"
+    assert shown(attempt.destination) == "SMTP connection route to 127.0.0.1"
     commands = [line.split(" ", 2)[1] for line in attempt.transcript if line.startswith(">")]
     assert commands == ["ehlo", "mail", "rcpt", "data", "(the"]
     assert attempt.transcript[-1].startswith("< 250 2.0.0 OK: queued as")
@@ -56,7 +58,7 @@ def test_ssl_outbound_goes_to_the_ssl_port_first_trusting_the_route_ca(alpha, be
     assert bob_mailbox().get().message.tls is True
     attempt = last_attempt(message)
     assert (attempt.port, attempt.tls, attempt.tls_policy) == (beta.smtp_inbound_ssl_port, "implicit", "verified")
-    assert attempt.certificate == f"certificate verified against the CA bundle {ca_file}"
+    assert shown(attempt.certificate) == f"certificate verified against the CA bundle {ca_file}"
 
 
 def test_ssl_port_that_fails_falls_back_to_the_tcp_port(alpha, beta, run_listener, make_router):
@@ -73,7 +75,7 @@ def test_ssl_port_that_fails_falls_back_to_the_tcp_port(alpha, beta, run_listene
     assert (attempt.port, attempt.tls) == (beta.smtp_inbound_tcp_port, "none")
     assert f"! Connection refused by 127.0.0.1 port {closed}: no server listens there." in attempt.transcript
     assert (f"The SSL port {closed} failed (Connection refused by 127.0.0.1 port {closed}: no server listens there.); "
-            f"fell back to the TCP/IP port {beta.smtp_inbound_tcp_port}, as the opportunistic TLS policy allows.") in attempt.detail
+            f"fell back to the TCP/IP port {beta.smtp_inbound_tcp_port}, as the opportunistic TLS policy allows.") in shown(attempt.detail)
 
 
 def test_verified_policy_never_falls_back_from_the_ssl_port(alpha, beta, run_listener, make_router, configuration, ca_file):
@@ -106,7 +108,7 @@ def test_negotiated_ssl_uses_starttls_and_the_log_shows_it(alpha, beta, run_list
     attempt = last_attempt(message)
     assert (attempt.tls, attempt.get_tls_display()) == ("starttls", "STARTTLS")
     assert "> STARTTLS" in attempt.transcript
-    assert attempt.certificate.startswith("certificate verified")
+    assert shown(attempt.certificate).startswith("certificate verified")
 
 
 def test_opportunistic_policy_is_the_default_and_accepts_a_self_signed_certificate(alpha, beta, run_listener, make_router):
@@ -119,7 +121,7 @@ def test_opportunistic_policy_is_the_default_and_accepts_a_self_signed_certifica
     assert bob_mailbox().count() == 1
     attempt = last_attempt(message)
     assert (attempt.tls, attempt.tls_policy) == ("starttls", "opportunistic")
-    assert attempt.certificate == "any certificate accepted (opportunistic TLS policy)"
+    assert shown(attempt.certificate) == "any certificate accepted (opportunistic TLS policy)"
 
 
 def test_negotiated_ssl_to_a_server_without_starttls_goes_in_clear_and_is_logged(alpha, beta, run_listener, make_router):
@@ -133,7 +135,7 @@ def test_negotiated_ssl_to_a_server_without_starttls_goes_in_clear_and_is_logged
     assert bob_mailbox().get().message.tls is False
     attempt = last_attempt(message)
     assert attempt.tls == "none"
-    assert "The remote does not offer STARTTLS: the message goes in clear text (opportunistic TLS policy)." in attempt.detail
+    assert "The remote does not offer STARTTLS: the message goes in clear text (opportunistic TLS policy)." in shown(attempt.detail)
 
 
 @pytest.mark.parametrize(("tcp_status", "starttls_inbound", "reason"), [
@@ -155,7 +157,7 @@ def test_verified_policy_defers_and_sends_nothing_in_clear(
 
     queued = QueuedRecipient.objects.get(message=message)
     assert queued.state == QueuedRecipient.State.DEFERRED
-    assert reason in queued.last_error
+    assert reason in shown(queued.last_error)
     attempt = last_attempt(message)
     assert attempt.tls_policy == "verified"
     assert not any(line.lower().startswith("> mail") for line in attempt.transcript)
@@ -174,7 +176,10 @@ def test_standard_port_while_b_listens_elsewhere_defers_with_a_clear_reason(alph
     queued = QueuedRecipient.objects.get(message=message)
     assert queued.state == QueuedRecipient.State.DEFERRED
     assert queued.attempts == 1
-    assert queued.last_error == "Connection refused by 127.0.0.1 port 25: no server listens there."
+    assert shown(queued.last_error) == "Connection refused by 127.0.0.1 port 25: no server listens there."
+    # Stored with its values, the reason reads in the language of whoever opens the queue.
+    with translation.override("fr"):
+        assert shown(queued.last_error) == "Connexion refusée par 127.0.0.1 port 25\u00a0: aucun serveur n'y écoute."
     assert not bob_mailbox().exists()
 
 
@@ -218,7 +223,7 @@ def test_no_outbound_port_holds_mail_with_the_reason_until_the_settings_allow_it
 
     queued = QueuedRecipient.objects.get(message=message)
     assert (queued.state, queued.held_by, queued.attempts) == ("held", "router", 0)
-    assert "Outbound TCP/IP port and SSL port of the Server document are both Disabled" in queued.last_error
+    assert "Outbound TCP/IP port and SSL port of the Server document are both Disabled" in shown(queued.last_error)
 
     change(alpha, smtp_outbound_tcp_status="enabled", smtp_outbound_tcp_port=beta.smtp_inbound_tcp_port)
     router.run_once()
@@ -236,7 +241,7 @@ def test_smtp_outside_the_local_domain_disabled_holds_mail(alpha, beta, make_rou
 
     queued = QueuedRecipient.objects.get(message=message)
     assert queued.state == "held"
-    assert queued.last_error.startswith("SMTP used when sending messages outside the local Internet domain is Disabled")
+    assert shown(queued.last_error).startswith("SMTP used when sending messages outside the local Internet domain is Disabled")
 
 
 def test_without_relay_host_or_route_the_mx_records_decide(alpha, beta, run_listener, make_router, configuration):
@@ -250,4 +255,4 @@ def test_without_relay_host_or_route_the_mx_records_decide(alpha, beta, run_list
 
     assert asked == ["beta.test"]
     assert bob_mailbox().count() == 1
-    assert last_attempt(message).destination == "MX records of beta.test"
+    assert shown(last_attempt(message).destination) == "MX records of beta.test"
