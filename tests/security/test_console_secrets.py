@@ -14,6 +14,7 @@ from directory.history import versions_of
 from directory.models import DocumentVersion
 from directory.presenters import BY_NAME
 from directory.roles import MANAGER
+from smtpservice.core.texts import render
 from smtpservice.models import DeliveryAttempt, MailboxEntry, ReceivedMessage, SessionLog
 from tests.adminconsole.test_permissions import LOGOUT, PUBLIC, URLS, url_of
 from tests.conftest import make_user
@@ -229,7 +230,7 @@ def test_smtp_sessions_and_relay_transcripts_never_show_a_password(alpha, beta, 
             client.auth("LOGIN", client.auth_login)
     message = queue_at(alpha, [BOB])
     make_router(alpha).run_once()
-    assert DeliveryAttempt.objects.filter(message=message).latest("pk").authentication.startswith("Authenticated as")
+    assert render(DeliveryAttempt.objects.filter(message=message).latest("pk").authentication).startswith("Authenticated as")
     wait_until(lambda: SessionLog.objects.filter(authenticated_as__gt="").count() >= 2 and SessionLog.objects.count() >= 3)
 
     client = Client()
