@@ -76,7 +76,7 @@ def main():
     os.environ.setdefault("DATA_DIR", data)
     # As in production: DEBUG off (no SQL logging, cached templates); plain HTTP for the test client.
     for name, value in (("DEBUG", "0"), ("SECRET_KEY", "bench-only-" + os.urandom(16).hex()), ("SECURE_SSL_REDIRECT", "0"),
-                        ("SESSION_COOKIE_SECURE", "0"), ("CSRF_COOKIE_SECURE", "0")):
+                        ("SESSION_COOKIE_SECURE", "0"), ("CSRF_COOKIE_SECURE", "0"), ("STATIC_ROOT", os.path.join(data, "static"))):
         os.environ.setdefault(name, value)
     os.environ["DJANGO_SETTINGS_MODULE"] = "adminconsole.settings"
     sys.path.insert(0, str(BASE_DIR))
@@ -89,6 +89,9 @@ def main():
         from django.test.utils import setup_test_environment
 
         setup_test_environment()
+        from django.core.management import call_command
+
+        call_command("collectstatic", interactive=False, verbosity=0)  # the page names hashed static files, as in production
         started = time.perf_counter()
         user = build(options.rows, options.queue)
         print(f"# built {options.rows} session log rows and {options.queue} queued recipients in {time.perf_counter() - started:.1f} s")
