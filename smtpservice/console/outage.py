@@ -65,7 +65,7 @@ def outage_of(snap: policy.SettingsSnapshot) -> Outage | None:
 
 def server_outage(server: Server) -> Outage | None:
     """The outage of a stored Server document now (dashboard, Server page)."""
-    return outage_of(load_snapshot(server.name))
+    return outage_of(load_snapshot(server.name, people_and_groups=False))  # ports and sites only: no people needed
 
 
 def outages_after_site_deleted(site: InternetSite) -> list[Outage]:
@@ -74,7 +74,7 @@ def outages_after_site_deleted(site: InternetSite) -> list[Outage]:
     for server in Server.objects.order_by("name"):
         if not site.hosts(server.name):
             continue
-        snap = load_snapshot(server.name)
+        snap = load_snapshot(server.name, people_and_groups=False)
         after = outage_of(replace(snap, sites=tuple(other for other in snap.sites if other.name != site.name)))
         if after is not None:
             found.append(after)

@@ -139,7 +139,8 @@ class ListenerReport:
 def binding_details(server: Server) -> dict:
     """``{(kind, port): why it is bound or not}`` in the reader's language, as ``policy.bindings`` says it: the
     listener stores the same sentence in English when it reports its ports."""
-    return {(binding.port_kind, binding.port): binding.detail for binding in policy.bindings(snapshots.load_snapshot(server.name))}
+    snap = snapshots.load_snapshot(server.name, people_and_groups=False)  # bindings read ports, not people
+    return {(binding.port_kind, binding.port): binding.detail for binding in policy.bindings(snap)}
 
 
 def _port_state(entry: dict[str, Any], details: dict | None = None) -> PortState:
