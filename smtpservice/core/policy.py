@@ -849,6 +849,7 @@ def _people_matching(people: tuple[PersonSnapshot, ...], login: str, variations:
     return list(found.values())
 
 
+@answer_once
 def find_person(snap: SettingsSnapshot, login: str) -> PersonMatch:
     """The one Person a login names, per Internet authentication (Fewer/More name variations)."""
     login = " ".join(str(login or "").split())
@@ -876,6 +877,7 @@ def find_person(snap: SettingsSnapshot, login: str) -> PersonMatch:
     ) % values)
 
 
+@answer_once
 def server_access(snap: SettingsSnapshot, full_name: str) -> Decision:
     """Access server / Not access server for an authenticated user, when enforced; Not access wins (spec 3.5)."""
     values = {"name": full_name, "doc": snap.server_document}
