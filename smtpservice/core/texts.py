@@ -85,12 +85,18 @@ class Explained(str):
 
     @property
     def stored(self) -> str:
-        """The form to store: msgid and values, translated again when it is read (``render``)."""
-        if self.parts is not None:
-            return "".join(keep(part) for part in self.parts)
-        if self.msgid is None:
-            return str.__str__(self)
-        return stored(self.msgid, **{key: _value(value) for key, value in (self.params or {}).items()})
+        """The form to store: msgid and values, translated again when it is read (``render``). Built once: the
+        policy remembers its answers, so the same explanation is stored again and again."""
+        cached = self.__dict__.get("_stored")
+        if cached is None:
+            if self.parts is not None:
+                cached = "".join(keep(part) for part in self.parts)
+            elif self.msgid is None:
+                cached = str.__str__(self)
+            else:
+                cached = stored(self.msgid, **{key: _value(value) for key, value in (self.params or {}).items()})
+            self._stored = cached
+        return cached
 
 
 def _value(value: object) -> object:
