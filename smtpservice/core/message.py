@@ -15,7 +15,9 @@ RECEIVED_HEADER = re.compile(rb"^received[ \t]*:", re.IGNORECASE | re.MULTILINE)
 
 def content_problem(content: bytes, max_hops: int) -> policy.Decision | None:
     """The refusal of a message whose lines do not all end in CR LF, or that has looped, else None."""
-    if BARE_LINE_END.search(content):
+    crlf = content.count(b"\r\n")
+    # Every CR starts a CR LF and every LF ends one exactly when the three counts agree (C speed, no regex).
+    if not crlf == content.count(b"\r") == content.count(b"\n"):
         return policy.Decision(False, *replies.BARE_LINE_END_IN_DATA, "bare_line_end", _(
             "The message holds a CR or LF that is not part of a CR LF line end (RFC 5321 s 2.3.8): "
             "it could end the message early at a server it is relayed to (SMTP smuggling)."

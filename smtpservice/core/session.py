@@ -728,7 +728,7 @@ class SmtpSession:
             self.message += chunk
         if not self.message_too_long_line:
             start = max(0, len(self.message) - len(chunk) - TEXT_LINE_LIMIT)
-            self.message_too_long_line = any(len(line) > TEXT_LINE_LIMIT - 2 for line in self.message[start:].split(b"\r\n")[:-1]) \
+            self.message_too_long_line = max(map(len, self.message[start:].split(b"\r\n")[:-1]), default=0) > TEXT_LINE_LIMIT - 2 \
                 or len(self.message) - (self.message.rfind(b"\r\n") + 2) > TEXT_LINE_LIMIT * 4
 
     def end_of_data(self, content: bytes) -> object | None:

@@ -56,18 +56,18 @@ def refusal_rule(events: Iterable[Mapping[str, Any]]) -> str:
 def session_ended(record: Any) -> None:
     """A session closed: one INFO line with who, where, as whom, how many messages, and the last refusal's rule.
 
-    ``record`` is the SessionLog that ``storage.session_record`` makes of the session (saved later). The
-    line is built only when INFO is logged: under load it is the commonest line of all.
+    ``record`` is what ``storage.session_record`` makes of the session (written later). The line is built
+    only when INFO is logged: under load it is the commonest line of all.
     """
     if not log.isEnabledFor(logging.INFO):
         return
     emit(logging.INFO, SESSION_END, [
-        ("client", record.client_address or "-"),
-        ("port", record.local_port),
-        ("login", record.authenticated_as),
-        ("rule", refusal_rule(record.events)),
-        ("session", record.session_id),
-        ("tls", "yes" if record.tls else "no"),
-        ("messages", record.messages_accepted),
-        ("reply", record.last_reply),
+        ("client", record["client_address"] or "-"),
+        ("port", record["local_port"]),
+        ("login", record["authenticated_as"]),
+        ("rule", refusal_rule(record["events"])),
+        ("session", record["session_id"]),
+        ("tls", "yes" if record["tls"] else "no"),
+        ("messages", record["messages_accepted"]),
+        ("reply", record["last_reply"]),
     ])

@@ -18,6 +18,7 @@ from smtpservice.core import policy
 from smtpservice.core.safe_text import db_safe, db_safe_json
 from smtpservice.models import ListenerStatus, MailboxEntry, QueuedRecipient, ReceivedMessage, SessionLog
 from smtpservice.store import snapshot as snapshots
+from smtpservice.store.rows import Rows
 
 log = logging.getLogger("smtpservice.listener")
 
@@ -93,42 +94,48 @@ def store_message(server_id: int, fields: dict) -> int:
     return store_messages(server_id, [fields])[0]
 
 
+MESSAGES, MAILBOX, QUEUE, SESSIONS = Rows(ReceivedMessage), Rows(MailboxEntry), Rows(QueuedRecipient), Rows(SessionLog)
+
+
 @transaction.atomic
 def store_messages(server_id: int, batch: list[dict]) -> list[int]:
     """Store messages in one transaction, all or nothing, and return their ids in order.
 
     The listener's group commit: the messages that arrived while the previous commit was on disk are
-    committed together, each still before its own 250. A constant number of queries per batch.
+    committed together, each still before its own 250. A constant number of statements per batch,
+    prepared once (``store.rows``), since this runs for every message the listener accepts.
     """
     rows = []
     for fields in batch:
         fields = dict(fields)
         deliveries = [(db_safe(address, 512), kind, person) for address, kind, person in fields.pop("deliveries")]
-        message = ReceivedMessage(server_id=server_id, **safe_fields(ReceivedMessage, {
+        message = {"server_id": server_id, **safe_fields(ReceivedMessage, {
             "recipients": list(dict.fromkeys(address for address, _kind, _person in deliveries)), "size": len(fields["data"]),
             **fields,
-        }))
+        })}
         rows.append((message, deliveries))
-    ReceivedMessage.objects.bulk_create([message for message, _deliveries in rows])
+    ids = MESSAGES.insert_returning_ids([message for message, _deliveries in rows])
     names = {person for _message, deliveries in rows for _address, _kind, person in deliveries if person}
     people = dict(Person.objects.filter(full_name__in=names).values_list("full_name", "pk")) if names else {}
     # Mail to postmaster with no administrator to receive it waits in the postmaster mailbox (no person).
-    MailboxEntry.objects.bulk_create(
-        MailboxEntry(person_id=people.get(person), message=message, recipient=address)
-        for message, deliveries in rows for address, kind, person in deliveries if kind in ("local", "postmaster")
-    )
-    QueuedRecipient.objects.bulk_create(
-        QueuedRecipient(message=message, recipient=address)
-        for message, deliveries in rows for address, kind, _person in deliveries if kind == "relay"
-    )
-    return [message.pk for message, _deliveries in rows]
+    MAILBOX.insert([
+        {"person_id": people.get(person), "message_id": message_id, "recipient": address}
+        for message_id, (_message, deliveries) in zip(ids, rows, strict=True)
+        for address, kind, person in deliveries if kind in ("local", "postmaster")
+    ])
+    QUEUE.insert([
+        {"message_id": message_id, "recipient": address}
+        for message_id, (_message, deliveries) in zip(ids, rows, strict=True)
+        for address, kind, _person in deliveries if kind == "relay"
+    ])
+    return ids
 
 
-def session_record(server_id: int, session: object) -> SessionLog:
-    """An unsaved SessionLog for a finished session (``core.session.SmtpSession``; saved in batches with the
-    heartbeat), safe to store."""
+def session_record(server_id: int, session: object) -> dict:
+    """The SessionLog fields of a finished session (``core.session.SmtpSession``; written in batches with the
+    heartbeat), safe to store. A plain dict: one is built at the end of every session, on the event loop."""
     facts = session.facts
-    return SessionLog(server_id=server_id, **safe_fields(SessionLog, {
+    return {"server_id": server_id, **safe_fields(SessionLog, {
         "session_id": session.session_id,
         "started_at": datetime.datetime.fromtimestamp(session.started_at, tz=datetime.UTC),
         "ended_at": timezone.now(),
@@ -143,7 +150,7 @@ def session_record(server_id: int, session: object) -> SessionLog:
         "last_reply": session.last_reply,
         "events": session.events,
         "revision": session.snap.revision,
-    }))
+    })}
 
 
 def _worker_heartbeat(server_id: int, worker: int, status: dict, now: datetime.datetime) -> None:
@@ -178,8 +185,8 @@ def _worker_heartbeat(server_id: int, worker: int, status: dict, now: datetime.d
 
 
 @transaction.atomic
-def heartbeat(server_id: int, status: dict, finished_sessions: list[SessionLog]) -> list[SessionLog]:
-    """Write the listener's status row and the sessions that ended since the last heartbeat.
+def heartbeat(server_id: int, status: dict, finished_sessions: list[dict]) -> list[dict]:
+    """Write the listener's status row and the sessions that ended since the last heartbeat (``session_record``).
 
     One bad session record never blocks the others, nor the status: when the batch fails, each record is
     written on its own and one that still fails is set aside (logged, not written, never retried). Returns
@@ -198,23 +205,22 @@ def heartbeat(server_id: int, status: dict, finished_sessions: list[SessionLog])
         return []
     try:
         with transaction.atomic():  # a savepoint: a failed batch leaves the status update standing
-            SessionLog.objects.bulk_create(finished_sessions)
+            SESSIONS.insert(finished_sessions)
         return []
     except DatabaseError:
         if _connection_lost():
             raise
     set_aside = []
     for record in finished_sessions:
-        record.pk = None  # a batch that failed may have numbered some records on the way
         try:
             with transaction.atomic():
-                record.save(force_insert=True)
+                SESSIONS.insert([record])
         except DatabaseError as error:
             if _connection_lost():
                 raise
             set_aside.append(record)
             log.error("session log record %s of %s set aside, it cannot be written: %s; record: %r",
-                      record.session_id, record.client_address, error, _describe(record))
+                      record.get("session_id"), record.get("client_address"), error, record)
     return set_aside
 
 
@@ -226,7 +232,3 @@ def _connection_lost() -> bool:
     except DatabaseError:
         return True
     return False
-
-
-def _describe(record: SessionLog) -> dict:
-    return {field.attname: getattr(record, field.attname) for field in SessionLog._meta.concrete_fields}

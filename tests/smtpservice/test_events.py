@@ -13,7 +13,6 @@ from django.conf import settings
 
 from adminconsole.logformat import JsonFormatter
 from smtpservice.listener import events
-from smtpservice.models import SessionLog
 from tests.deploy.conftest import BASE_DIR
 
 FILTER = BASE_DIR / "deploy/fail2ban/filter.d/smtp-listener-auth.conf"
@@ -34,8 +33,8 @@ def event_log(tmp_path):
 
 
 def session(login="", reply="221 2.0.0 Bye", events_=(), messages=0):
-    return SessionLog(session_id="a1b2c3", client_address=ATTACKER, local_port=587, tls=True,
-                      authenticated_as=login, messages_accepted=messages, last_reply=reply, events=list(events_))
+    return {"session_id": "a1b2c3", "client_address": ATTACKER, "local_port": 587, "tls": True,
+            "authenticated_as": login, "messages_accepted": messages, "last_reply": reply, "events": list(events_)}
 
 
 def fail2ban(path):
