@@ -109,6 +109,10 @@ class ListenerService:
     async def db(self, function: Callable[..., T], *args: object) -> T:
         return await sync_to_async(storage.bounded, thread_sensitive=True)(self.limits.store_wait, function, *args)
 
+    async def db_write(self, function: Callable[..., T], *args: object) -> T:
+        """``db`` for a write, taking its turn among the workers (``storage.one_writer``)."""
+        return await sync_to_async(storage.bounded_write, thread_sensitive=True)(self.limits.store_wait, function, *args)
+
     async def check_credentials(self, protocol: SmtpProtocol, request: CheckCredentials) -> object:
         """The AUTH throttle (shared by every worker and kept across restarts in the database), then the
         password hash in the hashing pool: an ``AuthDecision``, ``Throttled`` or ``CheckFailed``."""
@@ -130,9 +134,9 @@ class ListenerService:
                 self.hash_pool, policy.authenticate, snap, session.facts, request.login, request.password,
             )
             if decision.allowed:
-                await self.db(stored_throttle.forgive, client, account)
+                await self.db_write(stored_throttle.forgive, client, account)
             elif throttle.counts_as_failure(THROTTLE_OUTCOMES.get(decision.rule, "")):
-                await self.db(stored_throttle.record_failure, client, account)
+                await self.db_write(stored_throttle.record_failure, client, account)
         except Exception as error:
             log.exception("%s checking AUTH credentials failed", client)
             return CheckFailed(_("The credentials could not be checked: %(error)s") % {"error": type(error).__name__})
@@ -204,7 +208,7 @@ class ListenerService:
         if time.monotonic() < self.storage_retry_at:
             raise storage.StorageUnavailable(_("The database failed a moment ago; not trying again yet."))
         try:
-            return storage.bounded(self.limits.store_wait, storage.store_messages, self.server_id, batch)
+            return storage.bounded_write(self.limits.store_wait, storage.store_messages, self.server_id, batch)
         except (OperationalError, InterfaceError):
             self.storage_retry_at = time.monotonic() + self.limits.storage_backoff
             raise
@@ -367,7 +371,7 @@ class ListenerService:
         """Write the status and the finished sessions; if the database fails, keep them for the next try."""
         sessions, self.finished_sessions = self.finished_sessions, []
         try:
-            await self.db(storage.heartbeat, self.server_id, {
+            await self.db_write(storage.heartbeat, self.server_id, {
                 "pid": os.getpid(), "host": socket.gethostname(), "revision": self.snapshot.revision,
                 "open_sessions": len(self.sessions), "running": running, "ports": self.port_report(),
                 **({} if self.worker is None else {"worker": self.worker}),

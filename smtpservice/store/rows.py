@@ -1,19 +1,21 @@
 """Many rows of one model inserted with one prepared statement: the listener's hot path.
 
-``bulk_create`` builds its SQL value by value through the query compiler: for the listener, which
-commits every message before its 250, that compiler was half of the database thread's time
-(docs/performance.md). ``Rows`` asks Django once per model for the table, the columns and how each
-field turns a value into a database value (``Field.get_db_prep_save``, so JSON, binary and date
-columns are adapted exactly as the ORM adapts them on SQLite and PostgreSQL), then inserts a batch
-with one ``executemany``, or one multi-row ``INSERT … RETURNING`` when the ids are needed. Values
-pass through Django's cursor, so errors are Django's ``DatabaseError`` like any other query's.
+``bulk_create`` builds its SQL value by value through the query compiler, and a filter compiles its
+query each time: for the listener, which commits every message before its 250, that was most of the
+database thread's time (docs/performance.md). ``Rows`` asks Django once per model and database
+vendor for the table, the columns and how each field turns a value into a database value
+(``Field.get_db_prep_save``, so JSON, binary and date columns are adapted exactly as the ORM adapts
+them on SQLite and PostgreSQL), keeps the statements, then inserts a batch with one
+``executemany``, or one multi-row ``INSERT … RETURNING`` when the ids are needed. Statements pass
+through Django's cursor, so errors are Django's ``DatabaseError`` like any other query's.
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from functools import cached_property
 
-from django.db import connection, models
+from django.db import DEFAULT_DB_ALIAS, connections, models
+from django.db.backends.base.base import BaseDatabaseWrapper
 
 Prepare = Callable[[object], object]
 
@@ -26,6 +28,7 @@ class Rows:
 
     def __init__(self, model: type[models.Model]) -> None:
         self.model = model
+        self.statements: dict[tuple, str] = {}
 
     @cached_property
     def fields(self) -> list[models.Field]:
@@ -36,37 +39,42 @@ class Rows:
         """Field names as rows give them: ``server_id`` for a foreign key, as in ``Model(server_id=…)``."""
         return [field.attname for field in self.fields]
 
-    def preparers(self) -> list[Prepare | None]:
-        """Per field, None when the value goes to the driver as it is, else how to adapt it (per connection)."""
-        return [None if isinstance(field, _PLAIN) else (lambda value, field=field: field.get_db_prep_save(value, connection))
-                for field in self.fields]
+    @cached_property
+    def adapted(self) -> list[tuple[int, models.Field]]:
+        """(position, field) of the columns whose values Django adapts for the database (dates, JSON, bytes…)."""
+        return [(index, field) for index, field in enumerate(self.fields) if not isinstance(field, _PLAIN)]
 
-    def values(self, rows: Iterable[Mapping[str, object]]) -> list[tuple]:
+    def values(self, rows: Iterable[Mapping[str, object]], connection: BaseDatabaseWrapper) -> list[list]:
         """Each row's values in column order, defaults filled in once per batch (one time for its dates)."""
         # As the ORM does: a field's default, "" for a text field without one, else None.
-        defaults = {name: field.get_default() for name, field in zip(self.names, self.fields, strict=True)}
-        columns = list(zip(self.names, self.preparers(), strict=True))
+        defaults = [field.get_default() for field in self.fields]
+        names, adapted = self.names, self.adapted
         prepared = []
         for row in rows:
-            values = []
-            for name, prepare in columns:
-                value = row[name] if name in row else defaults[name]
-                values.append(value if prepare is None or value is None else prepare(value))
-            prepared.append(tuple(values))
+            values = [row.get(name, default) for name, default in zip(names, defaults, strict=True)]
+            for index, field in adapted:
+                if values[index] is not None:
+                    values[index] = field.get_db_prep_save(values[index], connection)
+            prepared.append(values)
         return prepared
 
-    def sql(self, rows: int = 1, returning: bool = False) -> str:
-        quote = connection.ops.quote_name
-        placeholders = "(" + ", ".join(["%s"] * len(self.fields)) + ")"
-        sql = (f"INSERT INTO {quote(self.model._meta.db_table)} ({', '.join(quote(field.column) for field in self.fields)}) "
-               f"VALUES {', '.join([placeholders] * rows)}")
-        return sql + f" RETURNING {quote(self.model._meta.pk.column)}" if returning else sql
+    def sql(self, connection: BaseDatabaseWrapper, rows: int = 1, returning: bool = False) -> str:
+        """The INSERT of ``rows`` rows for the database of ``connection``, built once."""
+        key = (connection.vendor, rows, returning)
+        if key not in self.statements:
+            quote = connection.ops.quote_name
+            placeholders = "(" + ", ".join(["%s"] * len(self.fields)) + ")"
+            sql = (f"INSERT INTO {quote(self.model._meta.db_table)} ({', '.join(quote(field.column) for field in self.fields)}) "
+                   f"VALUES {', '.join([placeholders] * rows)}")
+            self.statements[key] = sql + f" RETURNING {quote(self.model._meta.pk.column)}" if returning else sql
+        return self.statements[key]
 
     def insert(self, rows: list[Mapping[str, object]]) -> None:
         """Insert ``rows`` in the current transaction."""
         if rows:
+            connection = connections[DEFAULT_DB_ALIAS]
             with connection.cursor() as cursor:
-                cursor.executemany(self.sql(), self.values(rows))
+                cursor.executemany(self.sql(connection), self.values(rows, connection))
 
     def insert_returning_ids(self, rows: list[Mapping[str, object]]) -> list[int]:
         """Insert ``rows`` and return their ids in the order of ``rows``.
@@ -75,12 +83,27 @@ class Rows:
         order the VALUES list gives them (SQLite's rowid and PostgreSQL's sequence both increase along
         one statement), but ``RETURNING`` itself promises no order, so the ids are sorted.
         """
-        values = self.values(rows)
+        connection = connections[DEFAULT_DB_ALIAS]
+        values = self.values(rows, connection)
         size = max(1, connection.ops.bulk_batch_size(self.fields, values))
         ids = []
         with connection.cursor() as cursor:
             for start in range(0, len(values), size):
                 chunk = values[start:start + size]
-                cursor.execute(self.sql(len(chunk), returning=True), [value for row in chunk for value in row])
+                cursor.execute(self.sql(connection, len(chunk), returning=True), [value for row in chunk for value in row])
                 ids.extend(sorted(row[0] for row in cursor.fetchall()))
         return ids
+
+
+def ids_by(model: type[models.Model], field_name: str, keys: set[str]) -> dict[str, int]:
+    """{key: id} of the rows of ``model`` whose unique ``field_name`` is one of ``keys``, in one plain SELECT."""
+    if not keys:
+        return {}
+    connection = connections[DEFAULT_DB_ALIAS]
+    quote = connection.ops.quote_name
+    meta = model._meta
+    column = meta.get_field(field_name).column
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {quote(column)}, {quote(meta.pk.column)} FROM {quote(meta.db_table)} "
+                       f"WHERE {quote(column)} IN ({', '.join(['%s'] * len(keys))})", list(keys))
+        return dict(cursor.fetchall())
