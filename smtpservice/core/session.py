@@ -740,7 +740,8 @@ class SmtpSession:
                 "A line of the message is longer than 1000 octets (RFC 5321 s 4.5.3.1.6)."
             )))
             return None
-        content = DOT_STUFFED.sub(b"", content)
+        if content.startswith(b".") or b"\n." in content:  # most messages hold no stuffed dot: no regex pass
+            content = DOT_STUFFED.sub(b"", content)
         size = policy.message_size_allowed(self.snap, len(content))
         problem = size if not size.allowed else messages.content_problem(content, self.limits.max_hops)
         if problem is not None:

@@ -4,7 +4,8 @@
 decides every reply. The protocol writes what the machine answers (one write per batch of pipelined
 commands), and carries out the effects the machine asks for: TLS through ``loop.start_tls``, the
 password check off the event loop, the durable store before the 250. While an effect runs, reading
-is paused, so a client cannot pile up input; the machine drops whatever was sent in clear before a
+is paused once a client has sent more than ``WAITING_INPUT_LIMIT`` ahead (at once for a TLS
+handshake), so a client cannot pile up input; the machine drops whatever was sent in clear before a
 TLS handshake.
 """
 from __future__ import annotations
@@ -28,6 +29,11 @@ if TYPE_CHECKING:
     from smtpservice.listener.service import ListenerService
 
 log = logging.getLogger("smtpservice.listener")
+
+WAITING_INPUT_LIMIT = 64 * 1024
+"""Bytes a client may send ahead while its message is stored or its password checked, before reading
+pauses. Reading is not paused for every store: that is two system calls per message, and a client that
+pipelines its next commands has them answered as soon as the store is done."""
 
 
 class SmtpProtocol(asyncio.Protocol):
@@ -94,6 +100,8 @@ class SmtpProtocol(asyncio.Protocol):
         self.bytes_received += len(data)
         self.last_activity = time.monotonic()
         self.apply(self.guarded(self.session.feed, data))
+        if self.task is not None and len(self.session.inbuf) > WAITING_INPUT_LIMIT and self.transport is not None:
+            self.transport.pause_reading()  # resumed when the effect is done
 
     def guarded(self, step: Callable[..., object | None], *args: object) -> object | None:
         """Run one step of the machine; an exception never leaks into a reply: the client gets a generic 451
@@ -137,7 +145,7 @@ class SmtpProtocol(asyncio.Protocol):
         if isinstance(effect, Close):
             self.close()
             return
-        if transport is not None:
+        if transport is not None and isinstance(effect, StartTls):
             transport.pause_reading()
         self.task = asyncio.ensure_future(self.carry_out(effect))
 
