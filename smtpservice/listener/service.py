@@ -96,7 +96,8 @@ class ListenerService:
         self.tls_contexts = {}
         self.names_needed = False
         self.mapped_names: tuple[str, ...] = ()
-        self.pending_stores: list[tuple[dict, asyncio.Future]] = []
+        self.pending_stores: collections.deque[tuple[dict, asyncio.Future]] = collections.deque()
+        """Appended to by the event loop, taken from by the database thread (a deque is safe for both)."""
         self.writer: asyncio.Future | None = None
         self.hash_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="smtp-auth")
         self.db_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="smtp-db")
@@ -179,9 +180,10 @@ class ListenerService:
     async def commit(self, fields: dict) -> object:
         """The id of the message once the transaction holding it has committed (group commit).
 
-        Messages wait in ``pending_stores`` while a commit is on disk; the writer then commits all of them
-        in one transaction. Each client still gets its 250 only after the commit that holds its message,
-        and a failed commit fails every message of its batch (each client gets 451, nothing is stored).
+        Messages wait in ``pending_stores`` while a commit is on disk; the database thread then commits
+        all of them in one transaction. Each client still gets its 250 only after the commit that holds
+        its message, and a failed commit fails every message of its batch (each client gets 451, nothing
+        is stored).
         """
         future = self.loop.create_future()
         self.pending_stores.append((fields, future))
@@ -191,32 +193,43 @@ class ListenerService:
 
     async def write_batches(self) -> None:
         while self.pending_stores:
-            batch, self.pending_stores = self.pending_stores[:MAX_BATCH], self.pending_stores[MAX_BATCH:]
-            try:
-                ids = await self.loop.run_in_executor(self.db_thread, self.store_now, [fields for fields, _future in batch])
-            except Exception as error:
-                for _fields, future in batch:
-                    if not future.done():
-                        future.set_exception(error)
-            else:
+            batch, ids, error = await self.loop.run_in_executor(self.db_thread, self.store_pending)
+            if error is None:
                 metrics.store_batch(len(batch))
-                for (_fields, future), message_id in zip(batch, ids, strict=True):
-                    if not future.done():
-                        future.set_result(message_id)
+            for index, (_fields, future) in enumerate(batch):
+                if future.done():
+                    continue
+                if error is None:
+                    future.set_result(ids[index])
+                else:
+                    future.set_exception(error)
 
-    def store_now(self, batch: list[dict]) -> list:
-        """Store in the ORM thread, failing at once while the database is known to be down.
+    def store_pending(self) -> tuple[list, list, Exception | None]:
+        """In the database thread: take the messages waiting, once this worker's turn to write has come, and
+        commit them; (the batch, its ids, None) or (the batch, [], the error every client of it gets 451 for).
 
-        Stores wait in line for the one ORM thread: without the pause, each would wait out the lock
-        timeout in turn and the last client would wait for all of them.
+        The batch is taken after the turn (``storage.one_writer``) is won, not before: with several workers,
+        the messages that arrived while another worker was committing go into this commit instead of waiting
+        for the next one. While the database is known to be down, the batch fails at once: otherwise each
+        batch would wait out the lock timeout in turn and the last client would wait for all of them.
         """
-        if time.monotonic() < self.storage_retry_at:
-            raise storage.StorageUnavailable(_("The database failed a moment ago; not trying again yet."))
+        batch = []
         try:
-            return storage.bounded_write(self.limits.store_wait, storage.store_messages, self.server_id, batch)
-        except (OperationalError, InterfaceError):
-            self.storage_retry_at = time.monotonic() + self.limits.storage_backoff
-            raise
+            if time.monotonic() < self.storage_retry_at:
+                raise storage.StorageUnavailable(_("The database failed a moment ago; not trying again yet."))
+            with storage.one_writer(self.limits.store_wait):
+                batch = self.take_pending()
+                ids = storage.bounded(self.limits.store_wait, storage.store_messages, self.server_id,
+                                      [fields for fields, _future in batch])
+            return batch, ids, None
+        except Exception as error:
+            if isinstance(error, OperationalError | InterfaceError):
+                self.storage_retry_at = time.monotonic() + self.limits.storage_backoff
+            return batch or self.take_pending(), [], error
+
+    def take_pending(self) -> list[tuple[dict, asyncio.Future]]:
+        pending = self.pending_stores
+        return [pending.popleft() for _ in range(min(len(pending), MAX_BATCH))]
 
     # --- sessions --------------------------------------------------------------------------------
 
