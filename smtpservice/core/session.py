@@ -772,8 +772,19 @@ class SmtpSession:
         helo = self.helo if HELO_NAME.match(self.helo or "") else "unknown"
         return (
             f"Received: from {helo} ([{facts.client_ip}])\r\n\tby {self.snap.host_name} with {protocol} "
-            f"id {self.session_id}{recipient};\r\n\t{email.utils.formatdate(localtime=True)}\r\n"
+            f"id {self.session_id}{recipient};\r\n\t{_date_now()}\r\n"
         ).encode("ascii", "replace")
+
+
+def _date_now() -> str:
+    """The RFC 5322 date of this second, in local time, made once per second (every message's Received field)."""
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache[:] = [now, email.utils.formatdate(now, localtime=True)]
+    return _date_cache[1]
+
+
+_date_cache: list = [None, ""]
 
 
 COMMANDS: dict[str, Callable[[SmtpSession, str], object | None]] = {

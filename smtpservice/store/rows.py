@@ -45,15 +45,20 @@ class Rows:
         return [(index, field) for index, field in enumerate(self.fields) if not isinstance(field, _PLAIN)]
 
     def values(self, rows: Iterable[Mapping[str, object]], connection: BaseDatabaseWrapper) -> list[list]:
-        """Each row's values in column order, defaults filled in once per batch (one time for its dates)."""
+        """Each row's values in column order; the defaults are made and adapted once per batch (one time for
+        all its dates)."""
         # As the ORM does: a field's default, "" for a text field without one, else None.
         defaults = [field.get_default() for field in self.fields]
+        for index, field in self.adapted:
+            if defaults[index] is not None:
+                defaults[index] = field.get_db_prep_save(defaults[index], connection)
         names, adapted = self.names, self.adapted
         prepared = []
         for row in rows:
             values = [row.get(name, default) for name, default in zip(names, defaults, strict=True)]
             for index, field in adapted:
-                if values[index] is not None:
+                name = names[index]
+                if name in row and values[index] is not None:
                     values[index] = field.get_db_prep_save(values[index], connection)
             prepared.append(values)
         return prepared

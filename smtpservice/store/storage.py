@@ -8,6 +8,7 @@ the client gets 451: it keeps the message and tries again later (RFC 5321 s 4.2.
 import contextlib
 import datetime
 import fcntl
+import functools
 import logging
 import os
 import time
@@ -149,14 +150,23 @@ def safe_fields(model: type[models.Model], fields: dict) -> dict:
     """
     safe = {}
     for name, value in fields.items():
-        field = model._meta.get_field(name)
-        if isinstance(field, models.CharField | models.TextField) and value is not None:
-            value = db_safe(value, field.max_length)
-        elif isinstance(field, models.JSONField):
+        kind, max_length = _field_kind(model, name)
+        if kind == "text" and value is not None:
+            value = db_safe(value, max_length)
+        elif kind == "json":
             # The session log's events hold stored explanations (core.texts): their marks are kept.
             value = db_safe_json(value, marks=(model, name) == (SessionLog, "events"))
         safe[name] = value
     return safe
+
+
+@functools.cache
+def _field_kind(model: type[models.Model], name: str) -> tuple[str, int | None]:
+    """("text", its length), ("json", None) or ("other", None): asked once per field, not once per value."""
+    field = model._meta.get_field(name)
+    if isinstance(field, models.CharField | models.TextField):
+        return "text", field.max_length
+    return ("json" if isinstance(field, models.JSONField) else "other"), None
 
 
 def store_message(server_id: int, fields: dict) -> int:
