@@ -17,7 +17,6 @@ import subprocess
 import sys
 
 from django.core.management.base import BaseCommand, CommandError
-from django.db import connection
 from django.utils.translation import gettext as _
 
 from smtpservice import metrics
@@ -30,10 +29,9 @@ PR_SET_PDEATHSIG = 1
 
 
 def default_workers() -> int:
-    """One worker per core on PostgreSQL, where writers commit side by side; one on SQLite, where every
-    commit takes the one write lock and a second process only waits for it (docs/performance.md)."""
-    if connection.vendor == "sqlite":
-        return 1
+    """One worker per core, on SQLite as on PostgreSQL: on SQLite the workers take turns to commit and each
+    commit carries every message waiting in its worker (``storage.one_writer``), so a second core still pays
+    (docs/performance.md)."""
     return max(1, os.cpu_count() or 1)
 
 
@@ -75,8 +73,7 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--workers", type=int, default=default_workers(),
-            help="Processes sharing the ports, each with its own event loop (default: one per core on PostgreSQL, "
-                 "one on SQLite: %(default)s).",
+            help="Processes sharing the ports, each with its own event loop (default: one per core, %(default)s).",
         )
         parser.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)  # set by the supervisor
         metrics.add_argument(parser)
