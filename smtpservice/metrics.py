@@ -186,9 +186,10 @@ def address_argument(value: str) -> str:
     return value
 
 
-def registry() -> CollectorRegistry:
-    """The registry a scrape reads: the sum over every process of the run in multiprocess mode."""
-    directory = os.environ.get(MULTIPROCESS_ENV)
+def registry(directory: str | None = None) -> CollectorRegistry:
+    """The registry a scrape reads: the sum over every process of the run in multiprocess mode (``directory``,
+    by default PROMETHEUS_MULTIPROC_DIR), else this process's own."""
+    directory = directory or os.environ.get(MULTIPROCESS_ENV)
     if not directory:
         return REGISTRY
     combined = CollectorRegistry()
@@ -196,13 +197,14 @@ def registry() -> CollectorRegistry:
     return combined
 
 
-def serve(address: str | None) -> tuple[WSGIServer, threading.Thread] | None:
+def serve(address: str | None, directory: str | None = None) -> tuple[WSGIServer, threading.Thread] | None:
     """Serve /metrics on ``address`` (HOST:PORT) from a daemon thread, or nothing when it is None;
-    ``stop(server)`` ends it. OSError when the port cannot be bound."""
+    ``stop(server)`` ends it. OSError when the port cannot be bound. ``directory``: the sums of another
+    run's processes (a supervisor's, whose own values stay out of them)."""
     if not address:
         return None
     host, port = parse_address(address)
-    return start_http_server(port, addr=host, registry=registry())
+    return start_http_server(port, addr=host, registry=registry(directory))
 
 
 def stop(server: tuple[WSGIServer, threading.Thread] | None) -> None:

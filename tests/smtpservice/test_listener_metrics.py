@@ -21,7 +21,10 @@ def test_runsmtp_serves_no_metrics_unless_asked():
     assert parser.parse_args(["--server", "mail1/Acme"]).metrics is None
 
 
-def test_listener_metrics_count_a_delivered_message_and_a_refused_recipient(make_server, configuration, jane, tmp_path):
+@pytest.mark.parametrize("run_directory", ["made by runsmtp", "given by systemd"])
+def test_listener_metrics_count_a_delivered_message_and_a_refused_recipient(make_server, configuration, jane, tmp_path, run_directory):
+    """With systemd's PROMETHEUS_MULTIPROC_DIR as with ``--metrics`` alone, the workers' values are summed and
+    the supervisor's own (a settings revision of 0) stay out of the sums."""
     server = make_server()
     port = server.smtp_inbound_tcp_port
     metrics_port = free_port()
@@ -29,7 +32,8 @@ def test_listener_metrics_count_a_delivered_message_and_a_refused_recipient(make
     with open(log, "wb") as output:
         process = subprocess.Popen(
             [sys.executable, "manage.py", "runsmtp", "--server", server.name, "--metrics", f"127.0.0.1:{metrics_port}"],
-            cwd=BASE_DIR, env=production_env(), stdout=output, stderr=subprocess.STDOUT,
+            cwd=BASE_DIR, stdout=output, stderr=subprocess.STDOUT, env=production_env(
+                **({"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)} if run_directory == "given by systemd" else {})),
         )
     try:
         wait_for_port(port, process, log)

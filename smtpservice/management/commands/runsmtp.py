@@ -8,24 +8,22 @@ evenly, so the sums hold); the AUTH throttle is shared through the database; one
 """
 import argparse
 import asyncio
-import ctypes
 import math
 import os
-import selectors
 import signal
-import subprocess
 import sys
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.db import connections
 from django.utils.translation import gettext as _
 
 from smtpservice import metrics
 from smtpservice.core.limits import Limits
 from smtpservice.listener.service import ListenerService
+from smtpservice.listener.supervisor import Plan
 from smtpservice.management.metrics_option import serve_metrics
 from smtpservice.store.snapshot import ServerNotFound
-
-PR_SET_PDEATHSIG = 1
 
 
 def default_workers() -> int:
@@ -33,28 +31,6 @@ def default_workers() -> int:
     commit carries every message waiting in its worker (``storage.one_writer``), so a second core still pays
     (docs/performance.md)."""
     return max(1, os.cpu_count() or 1)
-
-
-def die_with_parent() -> None:
-    """In a worker, before exec: the kernel kills it when the supervisor dies, however it dies; Ctrl-C is the
-    supervisor's to pass on (the worker's event loop takes SIGINT over once it runs)."""
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def first_line(workers: list[subprocess.Popen]) -> str:
-    """The first line any worker writes (its "started"): the ports are served from then on. "" when every
-    worker ended without one."""
-    with selectors.DefaultSelector() as selector:
-        for worker in workers:
-            selector.register(worker.stdout, selectors.EVENT_READ)
-        while selector.get_map():
-            for key, _events in selector.select():
-                line = key.fileobj.readline()
-                if line:
-                    return line
-                selector.unregister(key.fileobj)
-    return ""
 
 
 class Command(BaseCommand):
@@ -115,53 +91,38 @@ class Command(BaseCommand):
         await task
         self.stdout.write(_("SMTP listener stopped."))
 
-    def supervise(self, options):
-        """Start the workers, say "started" once every one is listening, pass signals on, and wait for them."""
-        run_directory = metrics.run_directory() if options["metrics"] else None
-        env = dict(os.environ)
-        if run_directory is not None:
-            env[metrics.MULTIPROCESS_ENV] = os.environ[metrics.MULTIPROCESS_ENV] = str(run_directory)
-        command = [
-            sys.executable, os.path.abspath(sys.argv[0]), "runsmtp", "--server", options["server"],
-            "--grace", str(options["grace"]), "--max-sessions", str(options["max_sessions"]),
-            "--max-sessions-per-client", str(options["max_sessions_per_client"]), "--workers", str(options["workers"]),
-        ]
-        workers = [
-            subprocess.Popen([*command, "--worker", str(index)], env=env, stdout=subprocess.PIPE, text=True,
-                             preexec_fn=die_with_parent)
-            for index in range(options["workers"])
-        ]
-
-        stopping = []
-
-        def forward(signum, _frame):
-            # Always SIGTERM: a worker still starting ignores SIGINT, and SIGTERM ends it either way.
-            stopping.append(signal.SIGTERM)
-            for worker in workers:
-                if worker.poll() is None:
-                    worker.send_signal(signal.SIGTERM)
-
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, forward)
-        server = None
-        try:
-            server = serve_metrics(options["metrics"])
-            started = first_line(workers)
-            if not started and not stopping:
-                forward(signal.SIGTERM, None)
-                for worker in workers:
-                    worker.wait()
-                raise CommandError(_("A worker of the SMTP listener did not start; its error is above."))
-            if started:
-                self.stdout.write(started.rstrip("\n"))
-                self.stdout.flush()
-            codes = [worker.wait() for worker in workers]
-        finally:
-            metrics.stop(server)
-            if run_directory is not None:
-                metrics.remove_run_directory(run_directory)
-        # A worker stopped by the signal passed on before its event loop ran has exited as asked.
-        failed = [code for code in codes if code and not (stopping and -code in stopping)]
-        if failed:
-            raise CommandError(_("A worker of the SMTP listener exited with status %(code)s.") % {"code": failed[0]})
-        self.stdout.write(_("SMTP listener stopped."))
+    def supervise(self, options: dict) -> None:
+        """Become the supervisor of the workers (``listener.supervisor``): this process is replaced by one that
+        loads no Django, keeping its process id."""
+        # The run's metrics directory: systemd's (PROMETHEUS_MULTIPROC_DIR), else a fresh one for --metrics. It is
+        # the workers' alone: the supervisor's own values (a settings revision of 0) must not enter the sums.
+        inherited = os.environ.get(metrics.MULTIPROCESS_ENV)
+        directory = inherited or (str(metrics.run_directory()) if options["metrics"] else None)
+        plan = Plan(
+            command=[
+                sys.executable, os.path.abspath(sys.argv[0]), "runsmtp", "--server", options["server"],
+                "--grace", str(options["grace"]), "--max-sessions", str(options["max_sessions"]),
+                "--max-sessions-per-client", str(options["max_sessions_per_client"]), "--workers", str(options["workers"]),
+            ],
+            workers=options["workers"], metrics=options["metrics"], metrics_directory=directory,
+            remove_metrics_directory=directory is not None and not inherited,
+            texts={
+                "not_started": _("A worker of the SMTP listener did not start; its error is above."),
+                "exited": _("A worker of the SMTP listener exited with status %(code)s."),
+                "stopped": _("SMTP listener stopped."),
+                "metrics_failed": _("Metrics cannot be served on %(address)s: %(error)s"),
+            },
+        )
+        # This process imported the metrics with systemd's directory set: its live gauges (a revision of 0) would
+        # count as the supervisor's, which keeps this process id.
+        metrics.stop(None)
+        connections.close_all()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        environment = {name: value for name, value in os.environ.items() if name != metrics.MULTIPROCESS_ENV}
+        os.execve(sys.executable, [
+            sys.executable, "-c",
+            f"import sys; sys.path.insert(0, {str(settings.BASE_DIR)!r}); "
+            "from smtpservice.listener.supervisor import main; sys.exit(main())",
+            plan.to_argument(),
+        ], environment)
