@@ -7,6 +7,8 @@ SQLITE_FULL, a trigger failing the last insert of a message.
 """
 import asyncio
 import contextlib
+import fcntl
+import os
 import smtplib
 import sqlite3
 import time
@@ -18,6 +20,7 @@ from prometheus_client import REGISTRY
 
 from smtpservice.core.limits import Limits
 from smtpservice.models import MailboxEntry, QueuedRecipient, ReceivedMessage, SessionLog
+from smtpservice.store import storage
 from tests.smtpservice.conftest import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -264,3 +267,49 @@ def test_a_failing_commit_fails_every_message_of_its_batch_and_the_listener_keep
     replies = {**replies, **deliver_together(port, [f"<after-{n}@example.org>" for n in range(4)], recipients=both)}
     assert_only_250_stored(replies)
     nothing_half_written()
+
+
+@contextlib.contextmanager
+def another_worker_writing():
+    """Another worker of the listener holds the turn to write (``storage.one_writer``): SQLite only."""
+    descriptor = os.open(connection.settings_dict["NAME"] + storage.WRITER_LOCK_SUFFIX, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(descriptor, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(descriptor, fcntl.LOCK_UN)
+        os.close(descriptor)
+
+
+def batch_sizes():
+    return REGISTRY.get_sample_value("smtp_listener_store_batch_messages_sum") or 0
+
+
+@pytest.mark.skipif("connection.vendor != 'sqlite'", reason="the workers take turns only on SQLite")
+def test_messages_that_arrive_while_another_worker_writes_all_go_into_the_next_commit(listener):
+    port, _service = listener
+    message_ids = [f"<turn-{n}@example.org>" for n in range(6)]
+    before, before_sizes = batches_committed(), batch_sizes()
+    with another_worker_writing():
+        sending = ThreadPoolExecutor(max_workers=1).submit(deliver_together, port, message_ids)
+        time.sleep(STORE_WAIT / 2)
+        assert not sending.done(), "a message was acknowledged while another worker held the turn to write"
+    replies = sending.result(timeout=30)
+    assert all(code == 250 for code, _text in replies.values()), replies
+    assert_only_250_stored(replies)
+    # All six were waiting when the turn came: they share one commit, not one each.
+    assert batch_sizes() - before_sizes == 6
+    assert batches_committed() - before == 1
+
+
+@pytest.mark.skipif("connection.vendor != 'sqlite'", reason="the workers take turns only on SQLite")
+def test_a_worker_that_keeps_the_turn_to_write_too_long_gets_the_clients_a_451_never_a_hang(listener):
+    port, _service = listener
+    with another_worker_writing():
+        started = time.monotonic()
+        held = {"<held@example.org>": deliver(port, "<held@example.org>")}
+        elapsed = time.monotonic() - started
+    assert held["<held@example.org>"][0] == 451, held
+    assert elapsed < STORE_WAIT + 2, f"the client waited {elapsed:.1f} s"
+    replies = {**held, **deliver_until_accepted(port, "turn-back")}
+    assert_only_250_stored(replies)
