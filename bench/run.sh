@@ -5,6 +5,8 @@
 #   bench/run.sh -n 3 -m 2000 -S newconn20,reuse20
 # Runs the listener `make run` starts (loaddemo's directory, default settings) on a throw-away
 # SQLite directory under /tmp (DATABASE_URL to use PostgreSQL instead). WORKERS sets runsmtp --workers.
+# Runs are 3 s apart (-p 3, the harness's default is 0.5): the listener writes its session log every
+# 2 s, and the log of one run must not be written during the next run, the reference's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SHARED=${SHARED:-../shared/bench}
@@ -23,10 +25,11 @@ $PY manage.py runsmtp --server mail1/Acme ${WORKERS:+--workers "$WORKERS"} >/dev
 for p in "$REF" "$OURS"; do
   for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && break; sleep 0.1; done
 done
-"$SHARED/smtp_bench.sh" -f bench@example.org -T jane@acme.test "$@" "aiosmtpd=127.0.0.1:$REF" "product=127.0.0.1:$OURS" \
+"$SHARED/smtp_bench.sh" -p 3 -f bench@example.org -T jane@acme.test "$@" "aiosmtpd=127.0.0.1:$REF" "product=127.0.0.1:$OURS" \
   | tee "$DATA/bench.out"
 sent=$(awk '/^RUN / && / target=product / && !/ FAIL/ { for (i = 1; i <= NF; i++) if ($i ~ /^msgs=/) { sub("msgs=", "", $i); n += $i } } END { print n + 0 }' "$DATA/bench.out")
-stored=$($PY manage.py shell -v0 -c 'from smtpservice.models import MailboxEntry; print(MailboxEntry.objects.count())')
-echo "# messages acknowledged by successful runs: $sent; stored: $stored"
+sleep 3  # the last heartbeat writes the last sessions
+read -r stored sessions < <($PY manage.py shell -v0 -c 'from smtpservice.models import MailboxEntry, SessionLog; print(MailboxEntry.objects.count(), SessionLog.objects.count())')
+echo "# messages acknowledged by successful runs: $sent; stored: $stored; sessions logged: $sessions"
 if [ "$stored" -lt "$sent" ]; then echo "FAIL: $((sent - stored)) acknowledged messages were not stored" >&2; exit 1; fi
 grep '^RESULT' "$DATA/bench.out" | grep 'target=product'
