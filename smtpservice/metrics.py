@@ -89,25 +89,38 @@ ROUTER_SETTINGS_REVISION = Gauge(
     multiprocess_mode="livemin")
 
 
+_children: dict[tuple, object] = {}
+
+
+def labelled(metric: Counter | Gauge | Histogram, *values: object) -> Counter | Gauge | Histogram:
+    """``metric.labels(*values)``, remembered: prometheus_client takes a lock and builds its key on every call, and
+    the listener counts every reply. The label values are few (ports, reply codes, policy rules)."""
+    key = (id(metric), values)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*(str(value) for value in values))
+    return child
+
+
 # --- what the listener calls ------------------------------------------------------------------------
 
 def connection_opened(port: int) -> None:
     """A client connected to ``port`` (before any policy decision: refused connections count too)."""
-    LISTENER_CONNECTIONS.labels(str(port)).inc()
+    labelled(LISTENER_CONNECTIONS, port).inc()
 
 
 def session_opened(port: int) -> None:
     """A session began on ``port``; pair every call with ``session_closed(port)``."""
-    LISTENER_OPEN_SESSIONS.labels(str(port)).inc()
+    labelled(LISTENER_OPEN_SESSIONS, port).inc()
 
 
 def session_closed(port: int) -> None:
-    LISTENER_OPEN_SESSIONS.labels(str(port)).dec()
+    labelled(LISTENER_OPEN_SESSIONS, port).dec()
 
 
 def reply(code: int | str, rule: str = "") -> None:
     """A reply was sent; ``rule`` is the policy rule that decided it (Decision.rule), so a refusal has its reason."""
-    LISTENER_REPLIES.labels(str(code), rule or NO_RULE).inc()
+    labelled(LISTENER_REPLIES, code, rule or NO_RULE).inc()
 
 
 def auth(succeeded: bool) -> None:

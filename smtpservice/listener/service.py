@@ -205,31 +205,34 @@ class ListenerService:
                     future.set_exception(error)
 
     def store_pending(self) -> tuple[list, list, Exception | None]:
-        """In the database thread: take the messages waiting, once this worker's turn to write has come, and
-        commit them; (the batch, its ids, None) or (the batch, [], the error every client of it gets 451 for).
+        """In the database thread: commit the messages waiting; (the batch, its ids, None) or (the batch, [],
+        the error every client of it gets 451 for).
 
-        The batch is taken after the turn (``storage.one_writer``) is won, not before: with several workers,
-        the messages that arrived while another worker was committing go into this commit instead of waiting
-        for the next one. While the database is known to be down, the batch fails at once: otherwise each
+        The batch is prepared before this worker's turn to write (``storage.one_writer``), so that the other
+        workers wait only for the statements and the commit; the messages that arrived while waiting for the
+        turn join it. While the database is known to be down, the batch fails at once: otherwise each
         batch would wait out the lock timeout in turn and the last client would wait for all of them.
         """
-        batch = []
+        batch = self.take_pending(MAX_BATCH)
         try:
             if time.monotonic() < self.storage_retry_at:
                 raise storage.StorageUnavailable(_("The database failed a moment ago; not trying again yet."))
+            prepared = storage.prepare_messages(self.server_id, [fields for fields, _future in batch])
             with storage.one_writer(self.limits.store_wait):
-                batch = self.take_pending()
-                ids = storage.bounded(self.limits.store_wait, storage.store_messages, self.server_id,
-                                      [fields for fields, _future in batch])
+                late = self.take_pending(MAX_BATCH - len(batch))
+                if late:
+                    batch += late
+                    prepared += storage.prepare_messages(self.server_id, [fields for fields, _future in late])
+                ids = storage.bounded(self.limits.store_wait, storage.store_prepared, prepared)
             return batch, ids, None
         except Exception as error:
             if isinstance(error, OperationalError | InterfaceError):
                 self.storage_retry_at = time.monotonic() + self.limits.storage_backoff
-            return batch or self.take_pending(), [], error
+            return batch, [], error
 
-    def take_pending(self) -> list[tuple[dict, asyncio.Future]]:
+    def take_pending(self, most: int) -> list[tuple[dict, asyncio.Future]]:
         pending = self.pending_stores
-        return [pending.popleft() for _ in range(min(len(pending), MAX_BATCH))]
+        return [pending.popleft() for _ in range(min(len(pending), most))]
 
     # --- sessions --------------------------------------------------------------------------------
 
@@ -389,11 +392,12 @@ class ListenerService:
         """Write the status and the finished sessions; if the database fails, keep them for the next try."""
         sessions, self.finished_sessions = self.finished_sessions, []
         try:
+            prepared = await self.db(storage.prepare_sessions, sessions) if sessions else None
             await self.db_write(storage.heartbeat, self.server_id, {
                 "pid": os.getpid(), "host": socket.gethostname(), "revision": self.snapshot.revision,
                 "open_sessions": len(self.sessions), "running": running, "ports": self.port_report(),
                 **({} if self.worker is None else {"worker": self.worker}),
-            }, sessions)
+            }, sessions, prepared)
         except Exception:
             self.finished_sessions = (sessions + self.finished_sessions)[-MAX_PENDING_SESSION_LOGS:]
             raise

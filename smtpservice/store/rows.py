@@ -1,17 +1,17 @@
-"""Many rows of one model inserted with one prepared statement: the listener's hot path.
+"""Many rows of one model inserted with one statement: the listener's hot path.
 
 ``bulk_create`` builds its SQL value by value through the query compiler, and a filter compiles its
 query each time: for the listener, which commits every message before its 250, that was most of the
 database thread's time (docs/performance.md). ``Rows`` asks Django once per model and database
 vendor for the table, the columns and how each field turns a value into a database value
 (``Field.get_db_prep_save``, so JSON, binary and date columns are adapted exactly as the ORM adapts
-them on SQLite and PostgreSQL), keeps the statements, then inserts a batch with one
-``executemany``, or one multi-row ``INSERT … RETURNING`` when the ids are needed. Statements pass
+them on SQLite and PostgreSQL), keeps the statements, then inserts a batch with one multi-row
+``INSERT`` per chunk the backend allows, giving back the ids when asked. Statements pass
 through Django's cursor, so errors are Django's ``DatabaseError`` like any other query's.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import cached_property
 
 from django.db import DEFAULT_DB_ALIAS, connections, models
@@ -21,6 +21,10 @@ Prepare = Callable[[object], object]
 
 _PLAIN = (models.CharField, models.TextField, models.IntegerField, models.BooleanField, models.ForeignKey)
 """Fields whose Python value the database driver takes as it is (the listener passes str, int and bool)."""
+
+
+KEPT_STATEMENT_ROWS = 64
+"""Statements for up to this many rows are built once and kept; larger ones are built when needed."""
 
 
 class Rows:
@@ -64,39 +68,70 @@ class Rows:
         return prepared
 
     def sql(self, connection: BaseDatabaseWrapper, rows: int = 1, returning: bool = False) -> str:
-        """The INSERT of ``rows`` rows for the database of ``connection``, built once."""
+        """The INSERT of ``rows`` rows for the database of ``connection`` (kept for the small batches that recur)."""
         key = (connection.vendor, rows, returning)
-        if key not in self.statements:
+        sql = self.statements.get(key)
+        if sql is None:
             quote = connection.ops.quote_name
             placeholders = "(" + ", ".join(["%s"] * len(self.fields)) + ")"
             sql = (f"INSERT INTO {quote(self.model._meta.db_table)} ({', '.join(quote(field.column) for field in self.fields)}) "
                    f"VALUES {', '.join([placeholders] * rows)}")
-            self.statements[key] = sql + f" RETURNING {quote(self.model._meta.pk.column)}" if returning else sql
-        return self.statements[key]
+            if returning:
+                sql += f" RETURNING {quote(self.model._meta.pk.column)}"
+            if rows <= KEPT_STATEMENT_ROWS:
+                self.statements[key] = sql
+        return sql
+
+    def prepare(self, rows: Iterable[Mapping[str, object]]) -> list[list]:
+        """``values`` for the database in use: what ``insert_prepared`` takes. The listener prepares a batch
+        before its turn to write, so that the turn only runs the statements."""
+        return self.values(rows, connections[DEFAULT_DB_ALIAS])
 
     def insert(self, rows: list[Mapping[str, object]]) -> None:
         """Insert ``rows`` in the current transaction."""
-        if rows:
-            connection = connections[DEFAULT_DB_ALIAS]
-            with connection.cursor() as cursor:
-                cursor.executemany(self.sql(connection), self.values(rows, connection))
+        self.insert_prepared(self.prepare(rows))
 
-    def insert_returning_ids(self, rows: list[Mapping[str, object]]) -> list[int]:
-        """Insert ``rows`` and return their ids in the order of ``rows``.
+    def chunks(self, connection: BaseDatabaseWrapper, values: list[list]) -> Iterator[list[list]]:
+        """``values`` in pieces as large as one statement of the backend may be (its limit on parameters)."""
+        size = max(1, connection.ops.bulk_batch_size(self.fields, values))
+        for start in range(0, len(values), size):
+            yield values[start:start + size]
 
-        One multi-row ``INSERT … RETURNING`` per batch the backend allows. Rows are numbered in the
-        order the VALUES list gives them (SQLite's rowid and PostgreSQL's sequence both increase along
-        one statement), but ``RETURNING`` itself promises no order, so the ids are sorted.
+    def insert_prepared(self, values: list[list]) -> None:
+        """Insert prepared rows with one multi-row INSERT per chunk.
+
+        Not ``executemany``: it steps once per row, and the sqlite3 module lets go of the GIL and takes it back
+        at every step. Each time back, the database thread waits for the event loop, which is busy under load,
+        and a commit of a few messages took ten times its own time.
         """
         connection = connections[DEFAULT_DB_ALIAS]
-        values = self.values(rows, connection)
-        size = max(1, connection.ops.bulk_batch_size(self.fields, values))
+        with connection.cursor() as cursor:
+            for chunk in self.chunks(connection, values):
+                cursor.execute(self.sql(connection, len(chunk)), [value for row in chunk for value in row])
+
+    def insert_returning_ids(self, rows: list[Mapping[str, object]]) -> list[int]:
+        """Insert ``rows`` and return their ids in the order of ``rows``."""
+        return self.insert_prepared_returning_ids(self.prepare(rows))
+
+    def insert_prepared_returning_ids(self, values: list[list]) -> list[int]:
+        """Insert prepared rows and return their ids in the order of ``values``.
+
+        One multi-row INSERT per chunk. Rows are numbered in the order the VALUES list gives them. On
+        SQLite, whose tables here are AUTOINCREMENT and where this transaction is the only writer, the ids
+        of a statement follow one another up to ``lastrowid``: reading them back with ``RETURNING`` would
+        take a step, and the GIL, per row (see ``insert_prepared``). On PostgreSQL, where other sessions
+        draw from the same sequence, ``RETURNING`` gives them, sorted, since it promises no order.
+        """
+        connection = connections[DEFAULT_DB_ALIAS]
+        sqlite = connection.vendor == "sqlite"
         ids = []
         with connection.cursor() as cursor:
-            for start in range(0, len(values), size):
-                chunk = values[start:start + size]
-                cursor.execute(self.sql(connection, len(chunk), returning=True), [value for row in chunk for value in row])
-                ids.extend(sorted(row[0] for row in cursor.fetchall()))
+            for chunk in self.chunks(connection, values):
+                cursor.execute(self.sql(connection, len(chunk), returning=not sqlite), [value for row in chunk for value in row])
+                if sqlite:
+                    ids.extend(range(cursor.lastrowid - len(chunk) + 1, cursor.lastrowid + 1))
+                else:
+                    ids.extend(sorted(row[0] for row in cursor.fetchall()))
         return ids
 
 

@@ -177,13 +177,20 @@ def store_message(server_id: int, fields: dict) -> int:
 MESSAGES, MAILBOX, QUEUE, SESSIONS = Rows(ReceivedMessage), Rows(MailboxEntry), Rows(QueuedRecipient), Rows(SessionLog)
 
 
-@transaction.atomic
 def store_messages(server_id: int, batch: list[dict]) -> list[int]:
-    """Store messages in one transaction, all or nothing, and return their ids in order.
+    """Store messages in one transaction, all or nothing, and return their ids in order."""
+    return store_prepared(prepare_messages(server_id, batch))
 
-    The listener's group commit: the messages that arrived while the previous commit was on disk are
-    committed together, each still before its own 250. A constant number of statements per batch,
-    prepared once (``store.rows``), since this runs for every message the listener accepts.
+
+PreparedMessage = tuple[list, list[tuple[str, str, str]]]
+"""A message's row values, adapted for the database, and its deliveries (address, kind, person)."""
+
+
+def prepare_messages(server_id: int, batch: list[dict]) -> list[PreparedMessage]:
+    """The rows of a batch of messages, safe and adapted for the database, for ``store_prepared``.
+
+    The listener prepares them before its worker's turn to write (``one_writer``): the other workers wait
+    for that turn, so it should hold only the statements and the commit.
     """
     rows = []
     for fields in batch:
@@ -194,18 +201,30 @@ def store_messages(server_id: int, batch: list[dict]) -> list[int]:
             **fields,
         })}
         rows.append((message, deliveries))
-    ids = MESSAGES.insert_returning_ids([message for message, _deliveries in rows])
-    names = {person for _message, deliveries in rows for _address, _kind, person in deliveries if person}
+    values = MESSAGES.prepare([message for message, _deliveries in rows])
+    return [(row, deliveries) for row, (_message, deliveries) in zip(values, rows, strict=True)]
+
+
+@transaction.atomic
+def store_prepared(messages: list[PreparedMessage]) -> list[int]:
+    """Store prepared messages in one transaction, all or nothing, and return their ids in order.
+
+    The listener's group commit: the messages that arrived while the previous commit was on disk are
+    committed together, each still before its own 250. A constant number of statements per batch,
+    prepared once (``store.rows``), since this runs for every message the listener accepts.
+    """
+    ids = MESSAGES.insert_prepared_returning_ids([values for values, _deliveries in messages])
+    names = {person for _values, deliveries in messages for _address, _kind, person in deliveries if person}
     people = ids_by(Person, "full_name", names)
     # Mail to postmaster with no administrator to receive it waits in the postmaster mailbox (no person).
     MAILBOX.insert([
         {"person_id": people.get(person), "message_id": message_id, "recipient": address}
-        for message_id, (_message, deliveries) in zip(ids, rows, strict=True)
+        for message_id, (_values, deliveries) in zip(ids, messages, strict=True)
         for address, kind, person in deliveries if kind in ("local", "postmaster")
     ])
     QUEUE.insert([
         {"message_id": message_id, "recipient": address}
-        for message_id, (_message, deliveries) in zip(ids, rows, strict=True)
+        for message_id, (_values, deliveries) in zip(ids, messages, strict=True)
         for address, kind, _person in deliveries if kind == "relay"
     ])
     return ids
@@ -264,9 +283,15 @@ def _worker_heartbeat(server_id: int, worker: int, status: dict, now: datetime.d
     row.save()
 
 
+def prepare_sessions(finished_sessions: list[dict]) -> list[list]:
+    """The values of session records for ``heartbeat``, prepared before the worker's turn to write."""
+    return SESSIONS.prepare(finished_sessions)
+
+
 @transaction.atomic
-def heartbeat(server_id: int, status: dict, finished_sessions: list[dict]) -> list[dict]:
-    """Write the listener's status row and the sessions that ended since the last heartbeat (``session_record``).
+def heartbeat(server_id: int, status: dict, finished_sessions: list[dict], prepared: list[list] | None = None) -> list[dict]:
+    """Write the listener's status row and the sessions that ended since the last heartbeat (``session_record``;
+    ``prepared`` holds their values when ``prepare_sessions`` made them already).
 
     One bad session record never blocks the others, nor the status: when the batch fails, each record is
     written on its own and one that still fails is set aside (logged, not written, never retried). Returns
@@ -285,7 +310,7 @@ def heartbeat(server_id: int, status: dict, finished_sessions: list[dict]) -> li
         return []
     try:
         with transaction.atomic():  # a savepoint: a failed batch leaves the status update standing
-            SESSIONS.insert(finished_sessions)
+            SESSIONS.insert_prepared(SESSIONS.prepare(finished_sessions) if prepared is None else prepared)
         return []
     except DatabaseError:
         if _connection_lost():
