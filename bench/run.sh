@@ -3,7 +3,8 @@
 # interleaved run; then checks that every message the harness got a 250 for was stored, and prints
 # the ratios. Usage: bench/run.sh [smtp_bench.sh options], e.g.
 #   bench/run.sh -n 3 -m 2000 -S newconn20,reuse20
-# Runs the listener `make run` starts (loaddemo's directory, default settings) on a throw-away
+# Runs the listener `make run` starts (loaddemo's directory, default settings, its INFO log of every
+# session written to a file) on a throw-away
 # SQLite directory under /tmp (DATABASE_URL to use PostgreSQL instead). WORKERS sets runsmtp --workers.
 # Runs are 3 s apart (-p 3, the harness's default is 0.5): the listener writes its session log every
 # 2 s, and the log of one run must not be written during the next run, the reference's.
@@ -12,7 +13,7 @@ cd "$(dirname "$0")/.."
 SHARED=${SHARED:-../shared/bench}
 PY=.venv/bin/python
 DATA=$(mktemp -d /tmp/smtp-bench.XXXXXX)
-export DATA_DIR=$DATA DEBUG=0 SECRET_KEY=bench-only ALLOWED_HOSTS=127.0.0.1 SMTP_LOG_LEVEL=WARNING
+export DATA_DIR=$DATA DEBUG=0 SECRET_KEY=bench-only ALLOWED_HOSTS=127.0.0.1
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$DATA"; }
 trap cleanup EXIT
