@@ -193,16 +193,26 @@ class ListenerService:
 
     async def write_batches(self) -> None:
         while self.pending_stores:
-            batch, ids, error = await self.loop.run_in_executor(self.db_thread, self.store_pending)
+            await self.loop.run_in_executor(self.db_thread, self.store_all_pending)
+
+    def store_all_pending(self) -> None:
+        """In the database thread: commit batches while messages are waiting, handing each result to the event
+        loop as soon as it is known. The thread goes on to the next batch without waiting for the loop to ask:
+        under load a message would otherwise wait for that hop as well as for the commit before it."""
+        while self.pending_stores:
+            self.loop.call_soon_threadsafe(self.answer, *self.store_pending())
+
+    def answer(self, batch: list, ids: list, error: Exception | None) -> None:
+        """On the event loop: each message of a batch gets its id (250) or the batch's error (451)."""
+        if error is None:
+            metrics.store_batch(len(batch))
+        for index, (_fields, future) in enumerate(batch):
+            if future.done():
+                continue
             if error is None:
-                metrics.store_batch(len(batch))
-            for index, (_fields, future) in enumerate(batch):
-                if future.done():
-                    continue
-                if error is None:
-                    future.set_result(ids[index])
-                else:
-                    future.set_exception(error)
+                future.set_result(ids[index])
+            else:
+                future.set_exception(error)
 
     def store_pending(self) -> tuple[list, list, Exception | None]:
         """In the database thread: commit the messages waiting; (the batch, its ids, None) or (the batch, [],
