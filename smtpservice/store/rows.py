@@ -30,8 +30,11 @@ KEPT_STATEMENT_ROWS = 64
 class Rows:
     """INSERT of rows of ``model`` given as ``{field name: value}``; a field left out takes its default."""
 
-    def __init__(self, model: type[models.Model]) -> None:
+    def __init__(self, model: type[models.Model], looked_up: Mapping[str, tuple[type[models.Model], str]] | None = None) -> None:
         self.model = model
+        self.looked_up = dict(looked_up or {})
+        """{foreign key attname: (model, unique field)}: the row gives that field's value, and the statement looks the
+        id up itself (NULL when no row has it), which spares a query and its round trip."""
         self.statements: dict[tuple, str] = {}
 
     @cached_property
@@ -73,7 +76,7 @@ class Rows:
         sql = self.statements.get(key)
         if sql is None:
             quote = connection.ops.quote_name
-            placeholders = "(" + ", ".join(["%s"] * len(self.fields)) + ")"
+            placeholders = "(" + ", ".join(self.placeholder(field, quote) for field in self.fields) + ")"
             sql = (f"INSERT INTO {quote(self.model._meta.db_table)} ({', '.join(quote(field.column) for field in self.fields)}) "
                    f"VALUES {', '.join([placeholders] * rows)}")
             if returning:
@@ -81,6 +84,14 @@ class Rows:
             if rows <= KEPT_STATEMENT_ROWS:
                 self.statements[key] = sql
         return sql
+
+    def placeholder(self, field: models.Field, quote: Callable[[str], str]) -> str:
+        if field.attname not in self.looked_up:
+            return "%s"
+        model, unique = self.looked_up[field.attname]
+        meta = model._meta
+        return (f"(SELECT {quote(meta.pk.column)} FROM {quote(meta.db_table)} "
+                f"WHERE {quote(meta.get_field(unique).column)} = %s)")
 
     def prepare(self, rows: Iterable[Mapping[str, object]]) -> list[list]:
         """``values`` for the database in use: what ``insert_prepared`` takes. The listener prepares a batch
@@ -133,17 +144,3 @@ class Rows:
                 else:
                     ids.extend(sorted(row[0] for row in cursor.fetchall()))
         return ids
-
-
-def ids_by(model: type[models.Model], field_name: str, keys: set[str]) -> dict[str, int]:
-    """{key: id} of the rows of ``model`` whose unique ``field_name`` is one of ``keys``, in one plain SELECT."""
-    if not keys:
-        return {}
-    connection = connections[DEFAULT_DB_ALIAS]
-    quote = connection.ops.quote_name
-    meta = model._meta
-    column = meta.get_field(field_name).column
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {quote(column)}, {quote(meta.pk.column)} FROM {quote(meta.db_table)} "
-                       f"WHERE {quote(column)} IN ({', '.join(['%s'] * len(keys))})", list(keys))
-        return dict(cursor.fetchall())

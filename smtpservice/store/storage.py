@@ -23,7 +23,7 @@ from smtpservice.core import policy
 from smtpservice.core.safe_text import db_safe, db_safe_json
 from smtpservice.models import ListenerStatus, MailboxEntry, QueuedRecipient, ReceivedMessage, SessionLog
 from smtpservice.store import snapshot as snapshots
-from smtpservice.store.rows import Rows, ids_by
+from smtpservice.store.rows import Rows
 
 log = logging.getLogger("smtpservice.listener")
 
@@ -174,7 +174,9 @@ def store_message(server_id: int, fields: dict) -> int:
     return store_messages(server_id, [fields])[0]
 
 
-MESSAGES, MAILBOX, QUEUE, SESSIONS = Rows(ReceivedMessage), Rows(MailboxEntry), Rows(QueuedRecipient), Rows(SessionLog)
+MESSAGES, QUEUE, SESSIONS = Rows(ReceivedMessage), Rows(QueuedRecipient), Rows(SessionLog)
+MAILBOX = Rows(MailboxEntry, looked_up={"person_id": (Person, "full_name")})
+"""A mailbox entry names its person by full name; the INSERT finds the id (none: the postmaster mailbox)."""
 
 
 def store_messages(server_id: int, batch: list[dict]) -> list[int]:
@@ -214,11 +216,10 @@ def store_prepared(messages: list[PreparedMessage]) -> list[int]:
     prepared once (``store.rows``), since this runs for every message the listener accepts.
     """
     ids = MESSAGES.insert_prepared_returning_ids([values for values, _deliveries in messages])
-    names = {person for _values, deliveries in messages for _address, _kind, person in deliveries if person}
-    people = ids_by(Person, "full_name", names)
-    # Mail to postmaster with no administrator to receive it waits in the postmaster mailbox (no person).
+    # Mail to postmaster with no administrator to receive it waits in the postmaster mailbox (no person), as does
+    # mail to a person deleted since the session began.
     MAILBOX.insert([
-        {"person_id": people.get(person), "message_id": message_id, "recipient": address}
+        {"person_id": person or None, "message_id": message_id, "recipient": address}
         for message_id, (_values, deliveries) in zip(ids, messages, strict=True)
         for address, kind, person in deliveries if kind in ("local", "postmaster")
     ])

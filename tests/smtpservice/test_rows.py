@@ -4,7 +4,7 @@ from django.db import DatabaseError, transaction
 
 from directory.models import Person
 from smtpservice.models import MailboxEntry, ReceivedMessage
-from smtpservice.store.rows import Rows, ids_by
+from smtpservice.store.rows import Rows
 
 pytestmark = pytest.mark.django_db
 
@@ -49,14 +49,17 @@ def test_a_row_the_database_refuses_raises_django_s_error_and_writes_nothing(mak
     assert not ReceivedMessage.objects.exists()
 
 
-def test_executemany_rows_and_ids_by_a_unique_field(make_server, jane):
+def test_a_looked_up_foreign_key_finds_its_row_by_a_unique_field_or_stays_empty(make_server, jane):
     server = make_server()
     [pk] = Rows(ReceivedMessage).insert_returning_ids([message(server, 1)])
-    people = ids_by(Person, "full_name", {jane.full_name, "Nobody/Acme"})
 
-    Rows(MailboxEntry).insert([{"person_id": people.get(jane.full_name), "message_id": pk, "recipient": "jane@acme.test"},
-                               {"person_id": people.get("Nobody/Acme"), "message_id": pk, "recipient": "postmaster"}])
+    Rows(MailboxEntry, looked_up={"person_id": (Person, "full_name")}).insert([
+        {"person_id": jane.full_name, "message_id": pk, "recipient": "jane@acme.test"},
+        {"person_id": "Nobody/Acme", "message_id": pk, "recipient": "gone@acme.test"},
+        {"person_id": None, "message_id": pk, "recipient": "postmaster"},
+    ])
 
-    assert people == {jane.full_name: jane.pk}
-    assert sorted(MailboxEntry.objects.values_list("recipient", "person")) == [("jane@acme.test", jane.pk), ("postmaster", None)]
+    assert sorted(MailboxEntry.objects.values_list("recipient", "person")) == [
+        ("gone@acme.test", None), ("jane@acme.test", jane.pk), ("postmaster", None),
+    ]
     assert all(entry.delivered_at is not None for entry in MailboxEntry.objects.all())
