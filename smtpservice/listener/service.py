@@ -35,6 +35,7 @@ from smtpservice.core.limits import Limits
 from smtpservice.core.message import message_headers
 from smtpservice.core.session import CheckCredentials, CheckFailed, Envelope, Throttled
 from smtpservice.listener import events, resolve
+from smtpservice.listener.counts import SessionCounts
 from smtpservice.listener.protocol import SmtpProtocol
 from smtpservice.listener.tlscontext import server_context
 from smtpservice.store import storage
@@ -71,7 +72,7 @@ class ListenerService:
     def __init__(self, server_name: str, *, poll_interval: float = POLL_INTERVAL, heartbeat_interval: float = 2.0,
                  retry_interval: float = 2.0, idle_timeout: float = 300.0, shutdown_grace: float = 10.0,
                  limits: Limits | None = None, throttle_limits: throttle.Limits | None = None,
-                 worker: int | None = None) -> None:
+                 worker: int | None = None, workers: int = 1, sessions_table: str | None = None) -> None:
         self.server_name = server_name
         self.worker = worker
         """This process's index among the workers sharing the ports (``runsmtp --workers``), None when alone."""
@@ -90,7 +91,8 @@ class ListenerService:
         self.bind_errors = {}
         self.last_bind_attempt = 0.0
         self.sessions = set()
-        self.sessions_per_client = collections.Counter()
+        self.counts = SessionCounts(sessions_table, workers, worker or 0)
+        """Sessions open per client address and in all: the whole listener's, with the supervisor's table."""
         self.refused_clients = set()
         self.finished_sessions = []
         self.tls_contexts = {}
@@ -251,10 +253,10 @@ class ListenerService:
 
         Logged once per address while it stays over its limit, not once per connection of a flood.
         """
-        if self.sessions_per_client[client] >= self.limits.max_sessions_per_client:
-            refused, key, count = replies.TOO_MANY_FROM_CLIENT, client, self.sessions_per_client[client]
-        elif len(self.sessions) >= self.limits.max_sessions and not self.make_room():
-            refused, key, count = replies.TOO_MANY_SESSIONS, "*", len(self.sessions)
+        if (from_client := self.counts.from_client(client)) >= self.limits.max_sessions_per_client:
+            refused, key, count = replies.TOO_MANY_FROM_CLIENT, client, from_client
+        elif (in_all := self.counts.in_all()) >= self.limits.max_sessions and not self.make_room():
+            refused, key, count = replies.TOO_MANY_SESSIONS, "*", in_all
         else:
             self.refused_clients.discard(client)
             self.refused_clients.discard("*")
@@ -283,16 +285,14 @@ class ListenerService:
 
     def session_opened(self, protocol: SmtpProtocol) -> None:
         self.sessions.add(protocol)
-        self.sessions_per_client[protocol.session.facts.client_ip] += 1
+        self.counts.opened(protocol.session.facts.client_ip)
         metrics.session_opened(protocol.session.facts.local_port)
 
     def session_closed(self, protocol: SmtpProtocol) -> None:
         if protocol in self.sessions:
             self.sessions.discard(protocol)
             client = protocol.session.facts.client_ip
-            self.sessions_per_client[client] -= 1
-            if self.sessions_per_client[client] <= 0:
-                del self.sessions_per_client[client]
+            self.counts.closed(client)
             metrics.session_closed(protocol.session.facts.local_port)
             record = storage.session_record(self.server_id, protocol.session)
             events.session_ended(record)
@@ -303,7 +303,7 @@ class ListenerService:
         while True:
             await asyncio.sleep(self.limits.watch_interval)
             now = time.monotonic()
-            pressure = len(self.sessions) >= PRESSURE * self.limits.max_sessions
+            pressure = self.counts.in_all() >= PRESSURE * self.limits.max_sessions
             idle_timeout = min(self.idle_timeout, PRESSURE_IDLE_TIMEOUT) if pressure else self.idle_timeout
             for session in list(self.sessions):
                 session.check_time_limits(now, idle_timeout)
@@ -477,3 +477,4 @@ class ListenerService:
         await self.db(storage.close_all_connections)
         self.hash_pool.shutdown(wait=False)
         self.db_thread.shutdown(wait=False)
+        self.counts.close()

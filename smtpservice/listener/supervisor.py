@@ -19,9 +19,11 @@ import selectors
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import asdict, dataclass, field
 
 from smtpservice import metrics
+from smtpservice.listener import counts
 
 PR_SET_PDEATHSIG = 1
 
@@ -71,6 +73,19 @@ def first_line(workers: list[subprocess.Popen]) -> str:
     return ""
 
 
+def wait_for(workers: list[subprocess.Popen], table: str) -> list[int]:
+    """Wait until every worker has ended; the sessions of one that ends early are forgotten at once, so the
+    others do not count them against the limits. Their exit statuses."""
+    ended = set()
+    while len(ended) < len(workers):
+        for index, worker in enumerate(workers):
+            if index not in ended and worker.poll() is not None:
+                counts.clear_column(table, index)
+                ended.add(index)
+        time.sleep(0.2)
+    return [worker.returncode for worker in workers]
+
+
 def fail(message: str) -> int:
     """What Django prints for a CommandError, and its exit status."""
     sys.stderr.write(f"CommandError: {message}\n")
@@ -80,9 +95,10 @@ def fail(message: str) -> int:
 def supervise(plan: Plan) -> int:
     """Start the workers, say "started" once one is listening, pass signals on, and wait for them; the exit status."""
     env = {**os.environ, metrics.MULTIPROCESS_ENV: plan.metrics_directory} if plan.metrics_directory else None
+    table = counts.create_table(plan.workers)
     workers = [
-        subprocess.Popen([*plan.command, "--worker", str(index)], stdout=subprocess.PIPE, text=True, env=env,
-                         preexec_fn=die_with_parent)
+        subprocess.Popen([*plan.command, "--worker", str(index), "--sessions-table", table], stdout=subprocess.PIPE,
+                         text=True, env=env, preexec_fn=die_with_parent)
         for index in range(plan.workers)
     ]
     stopping = []
@@ -114,8 +130,9 @@ def supervise(plan: Plan) -> int:
         if started:
             sys.stdout.write(started)
             sys.stdout.flush()
-        codes = [worker.wait() for worker in workers]
+        codes = wait_for(workers, table)
     finally:
+        os.unlink(table)
         metrics.stop(server)
         if plan.remove_metrics_directory:
             metrics.remove_run_directory(plan.metrics_directory)

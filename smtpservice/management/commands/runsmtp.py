@@ -2,8 +2,8 @@
 
 With ``--workers N`` above 1 this process supervises N worker processes that share every port
 (SO_REUSEPORT): each has its own event loop, snapshot and database writer, so the listener uses
-every core. Each worker enforces its share of the session limits (the kernel spreads connections
-evenly, so the sums hold); the AUTH throttle is shared through the database; one scrape of
+every core. The session limits are counted across the workers (``listener.counts``, a table in shared
+memory); the AUTH throttle is shared through the database; one scrape of
 ``--metrics`` sums all workers. A worker dies with its supervisor, even on SIGKILL.
 """
 import argparse
@@ -52,6 +52,7 @@ class Command(BaseCommand):
             help="Processes sharing the ports, each with its own event loop (default: one per core, %(default)s).",
         )
         parser.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)  # set by the supervisor
+        parser.add_argument("--sessions-table", default=None, help=argparse.SUPPRESS)  # set by the supervisor
         metrics.add_argument(parser)
 
     def handle(self, *args, **options):
@@ -59,12 +60,15 @@ class Command(BaseCommand):
             raise CommandError(_("--workers must be 1 or more."))
         if options["workers"] > 1 and options["worker"] is None:
             return self.supervise(options)
-        share = options["workers"] if options["worker"] is not None else 1
+        # With the supervisor's table the limits are counted across workers; without it (a worker started by
+        # hand) each worker enforces its share.
+        share = options["workers"] if options["worker"] is not None and not options["sessions_table"] else 1
         limits = Limits(
             max_sessions=math.ceil(options["max_sessions"] / share),
             max_sessions_per_client=math.ceil(options["max_sessions_per_client"] / share),
         )
-        service = ListenerService(options["server"], shutdown_grace=options["grace"], limits=limits, worker=options["worker"])
+        service = ListenerService(options["server"], shutdown_grace=options["grace"], limits=limits, worker=options["worker"],
+                                  workers=options["workers"], sessions_table=options["sessions_table"])
         server = serve_metrics(options["metrics"]) if options["worker"] is None else None
         try:
             asyncio.run(self.serve(service))
