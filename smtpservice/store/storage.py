@@ -129,7 +129,7 @@ def one_writer(seconds: float) -> Iterator[None]:
             if time.monotonic() >= deadline:
                 raise OperationalError("database is locked (another listener worker is writing)") from None
             time.sleep(pause)
-            pause = min(pause * 2, 0.0005)
+            pause = min(pause * 2, 0.0002)
     try:
         yield
     finally:
