@@ -10,6 +10,7 @@ import contextlib
 import fcntl
 import os
 import smtplib
+import socket
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -313,3 +314,36 @@ def test_a_worker_that_keeps_the_turn_to_write_too_long_gets_the_clients_a_451_n
     assert elapsed < STORE_WAIT + 2, f"the client waited {elapsed:.1f} s"
     replies = {**held, **deliver_until_accepted(port, "turn-back")}
     assert_only_250_stored(replies)
+
+
+def read_replies(sock, count, timeout=10):
+    """The first ``count`` reply lines the listener sends (final lines only: no continuation)."""
+    sock.settimeout(timeout)
+    buffer = b""
+    while buffer.count(b"\r\n") < count:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        buffer += chunk
+    return [line.decode() for line in buffer.split(b"\r\n")[:count]]
+
+
+def test_a_transaction_sent_ahead_while_a_message_is_being_stored_is_answered_after_it_in_order(listener):
+    """Reading is not paused for every store: what a client sends ahead of its replies (here a whole second
+    message of 100 KiB, past the 64 KiB after which reading pauses) waits in the session and is answered in
+    order once the first message is committed; nothing of it is lost."""
+    port, _service = listener
+    with socket.create_connection((LOCAL, port)) as sock:
+        read_replies(sock, 1)
+        sock.sendall(b"HELO client.example.org\r\nMAIL FROM:<sender@example.org>\r\nRCPT TO:<jane@acme.test>\r\nDATA\r\n")
+        assert [line[:3] for line in read_replies(sock, 4)] == ["250", "250", "250", "354"]
+        with another_worker_writing() if connection.vendor == "sqlite" else database_locked():
+            sock.sendall(message("<first@example.org>") + b".\r\n"
+                         + b"MAIL FROM:<sender@example.org>\r\nRCPT TO:<jane@acme.test>\r\nDATA\r\n"
+                         + message("<second@example.org>", body_lines=4000) + b".\r\nQUIT\r\n")
+            time.sleep(STORE_WAIT / 2)  # shorter than the store's wait: the first message is committed after it
+        replies = read_replies(sock, 6, timeout=20)
+    assert [line[:3] for line in replies] == ["250", "250", "250", "354", "250", "221"], replies
+    assert sorted(stored_ids()) == ["<first@example.org>", "<second@example.org>"]
+    second = bytes(ReceivedMessage.objects.get(message_id="<second@example.org>").data)
+    assert second.endswith(b"line 3999 of the message\r\n")
