@@ -7,14 +7,14 @@ each). The supervisor makes one small table in shared memory, a column per worke
 its own column and reads all of them, so no lock is needed. An address is counted in one of
 ``SLOTS`` slots (by CRC-32, the same in every process): two addresses that share a slot share a
 count, which can only refuse early, never let a client past its limit. A worker clears its column
-when it starts, and the supervisor clears the column of a worker that died.
+when it starts, and the supervisor clears the column of a worker that died. The table is an anonymous
+memory file (``memfd_create``) the workers inherit: it has no name, so it cannot be left behind.
 """
 from __future__ import annotations
 
 import collections
 import mmap
 import os
-import tempfile
 import zlib
 
 SLOTS = 65_536
@@ -27,33 +27,28 @@ def table_size(workers: int) -> int:
     return workers * (SLOTS + 1) * CELL_BYTES
 
 
-def create_table(workers: int) -> str:
-    """A zeroed table for the supervisor to hand to its workers (readable by this user only); its path."""
-    descriptor, path = tempfile.mkstemp(prefix="smtp-sessions-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
-    try:
-        os.ftruncate(descriptor, table_size(workers))
-    finally:
-        os.close(descriptor)
-    return path
+def create_table(workers: int) -> int:
+    """A zeroed table for the supervisor to hand to its workers: an anonymous memory file (no path, so nothing is
+    left behind however the listener ends); its descriptor, which the workers inherit."""
+    descriptor = os.memfd_create("smtp-sessions", 0)
+    os.ftruncate(descriptor, table_size(workers))
+    return descriptor
 
 
-def clear_column(path: str, worker: int) -> None:
+def clear_column(table: int, worker: int) -> None:
     """Forget the sessions of ``worker`` (it died: its sessions died with it)."""
-    with open(path, "r+b") as file:
-        file.seek(worker * (SLOTS + 1) * CELL_BYTES)
-        file.write(bytes((SLOTS + 1) * CELL_BYTES))
+    os.pwrite(table, bytes((SLOTS + 1) * CELL_BYTES), worker * (SLOTS + 1) * CELL_BYTES)
 
 
 class SessionCounts:
     """Sessions open, by client address and in all; across workers when given the supervisor's table."""
 
-    def __init__(self, table: str | None = None, workers: int = 1, worker: int = 0) -> None:
+    def __init__(self, table: int | None = None, workers: int = 1, worker: int = 0) -> None:
         self.local: collections.Counter[str] = collections.Counter()
         self.open = 0
         self.cells = None
         if table is not None:
-            with open(table, "r+b") as file:
-                self.map = mmap.mmap(file.fileno(), table_size(workers))
+            self.map = mmap.mmap(table, table_size(workers))
             self.cells = memoryview(self.map).cast(CELL)
             self.workers, self.base = workers, worker * (SLOTS + 1)
             self.cells[self.base:self.base + SLOTS + 1] = memoryview(bytes((SLOTS + 1) * CELL_BYTES)).cast(CELL)

@@ -72,7 +72,7 @@ class ListenerService:
     def __init__(self, server_name: str, *, poll_interval: float = POLL_INTERVAL, heartbeat_interval: float = 2.0,
                  retry_interval: float = 2.0, idle_timeout: float = 300.0, shutdown_grace: float = 10.0,
                  limits: Limits | None = None, throttle_limits: throttle.Limits | None = None,
-                 worker: int | None = None, workers: int = 1, sessions_table: str | None = None) -> None:
+                 worker: int | None = None, workers: int = 1, sessions_table: int | None = None) -> None:
         self.server_name = server_name
         self.worker = worker
         """This process's index among the workers sharing the ports (``runsmtp --workers``), None when alone."""

@@ -73,7 +73,7 @@ def first_line(workers: list[subprocess.Popen]) -> str:
     return ""
 
 
-def wait_for(workers: list[subprocess.Popen], table: str) -> list[int]:
+def wait_for(workers: list[subprocess.Popen], table: int) -> list[int]:
     """Wait until every worker has ended; the sessions of one that ends early are forgotten at once, so the
     others do not count them against the limits. Their exit statuses."""
     ended = set()
@@ -97,8 +97,8 @@ def supervise(plan: Plan) -> int:
     env = {**os.environ, metrics.MULTIPROCESS_ENV: plan.metrics_directory} if plan.metrics_directory else None
     table = counts.create_table(plan.workers)
     workers = [
-        subprocess.Popen([*plan.command, "--worker", str(index), "--sessions-table", table], stdout=subprocess.PIPE,
-                         text=True, env=env, preexec_fn=die_with_parent)
+        subprocess.Popen([*plan.command, "--worker", str(index), "--sessions-table", str(table)], stdout=subprocess.PIPE,
+                         text=True, env=env, preexec_fn=die_with_parent, pass_fds=(table,))
         for index in range(plan.workers)
     ]
     stopping = []
@@ -132,7 +132,7 @@ def supervise(plan: Plan) -> int:
             sys.stdout.flush()
         codes = wait_for(workers, table)
     finally:
-        os.unlink(table)
+        os.close(table)
         metrics.stop(server)
         if plan.remove_metrics_directory:
             metrics.remove_run_directory(plan.metrics_directory)

@@ -8,9 +8,9 @@ from smtpservice.listener.counts import SLOTS, SessionCounts, clear_column, crea
 
 @pytest.fixture
 def table():
-    path = create_table(3)
-    yield path
-    os.unlink(path)
+    descriptor = create_table(3)
+    yield descriptor
+    os.close(descriptor)
 
 
 def test_each_worker_sees_the_sessions_of_all(table):

@@ -52,7 +52,7 @@ class Command(BaseCommand):
             help="Processes sharing the ports, each with its own event loop (default: one per core, %(default)s).",
         )
         parser.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)  # set by the supervisor
-        parser.add_argument("--sessions-table", default=None, help=argparse.SUPPRESS)  # set by the supervisor
+        parser.add_argument("--sessions-table", type=int, default=None, help=argparse.SUPPRESS)  # set by the supervisor
         metrics.add_argument(parser)
 
     def handle(self, *args, **options):
@@ -62,7 +62,7 @@ class Command(BaseCommand):
             return self.supervise(options)
         # With the supervisor's table the limits are counted across workers; without it (a worker started by
         # hand) each worker enforces its share.
-        share = options["workers"] if options["worker"] is not None and not options["sessions_table"] else 1
+        share = options["workers"] if options["worker"] is not None and options["sessions_table"] is None else 1
         limits = Limits(
             max_sessions=math.ceil(options["max_sessions"] / share),
             max_sessions_per_client=math.ceil(options["max_sessions_per_client"] / share),
