@@ -3,6 +3,7 @@ record never silencing the listener's heartbeat (docs/security.md)."""
 import datetime
 import logging
 import smtplib
+import unicodedata
 
 import pytest
 from django.db import connection  # noqa: F401 (read by the skipif condition)
@@ -88,3 +89,12 @@ def test_the_marks_of_a_stored_explanation_are_kept_only_where_explanations_are_
     marked = "\x1e{}\x1f"
     assert db_safe(marked, marks=True) == marked
     assert db_safe(marked) == f"{REPLACEMENT}{{}}{REPLACEMENT}"
+
+
+def test_exactly_unicode_s_control_and_surrogate_characters_are_replaced():
+    """db_safe finds them with one regular expression (it runs for every session's log record): the same set as
+    Unicode's categories Cc and Cs, over every code point; a tab becomes a space."""
+    replaced = [code for code in range(0x110000) if db_safe(chr(code)) != chr(code)]
+    expected = [code for code in range(0x110000) if unicodedata.category(chr(code)) in ("Cc", "Cs")]
+    assert replaced == expected
+    assert db_safe("a\tb") == "a b" and db_safe("a\x00b") == f"a{REPLACEMENT}b"
