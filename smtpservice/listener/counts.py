@@ -45,6 +45,7 @@ class SessionCounts:
 
     def __init__(self, table: int | None = None, workers: int = 1, worker: int = 0) -> None:
         self.local: collections.Counter[str] = collections.Counter()
+        """Alone (no table): the exact counts; with a table, the table holds them and these stay empty."""
         self.open = 0
         self.cells = None
         if table is not None:
@@ -58,21 +59,22 @@ class SessionCounts:
         return zlib.crc32(client.encode("utf-8", "replace")) % SLOTS
 
     def opened(self, client: str) -> None:
-        self.local[client] += 1
-        self.open += 1
-        if self.cells is not None:
-            slot = self.slot(client)
-            self.cells[self.base + slot] += 1
+        if self.cells is None:
+            self.local[client] += 1
+            self.open += 1
+        else:
+            self.cells[self.base + self.slot(client)] += 1
             self.cells[self.base + SLOTS] += 1
 
     def closed(self, client: str) -> None:
-        self.local[client] -= 1
-        if self.local[client] <= 0:
-            del self.local[client]
-        self.open -= 1
-        if self.cells is not None:
-            slot = self.slot(client)
-            self.cells[self.base + slot] = max(0, self.cells[self.base + slot] - 1)
+        if self.cells is None:
+            self.local[client] -= 1
+            if self.local[client] <= 0:
+                del self.local[client]
+            self.open -= 1
+        else:
+            slot = self.base + self.slot(client)
+            self.cells[slot] = max(0, self.cells[slot] - 1)
             self.cells[self.base + SLOTS] = max(0, self.cells[self.base + SLOTS] - 1)
 
     def from_client(self, client: str) -> int:

@@ -108,7 +108,7 @@ class ListenerService:
         self.stop_requested = False
         self.ready = None
 
-    # --- database work, in the one ORM thread ---------------------------------------------------
+    # --- database work, in the one database thread ---------------------------------------------------
 
     async def db(self, function: Callable[..., T], *args: object) -> T:
         """``function(*args)`` in the database thread, every wait bounded. A plain executor rather than
