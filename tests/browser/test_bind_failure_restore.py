@@ -7,6 +7,7 @@ import socket
 import pytest
 from django.contrib.auth.models import User
 from django.urls import reverse
+from playwright.sync_api import expect
 
 from directory.models import DocumentVersion
 from tests.browser.test_listener_e2e import connect_within
@@ -50,7 +51,7 @@ def test_port_taken_by_another_process_is_flagged_and_one_click_restore_binds_th
         page.get_by_role("tab", name="Mail").click()
         page.locator("#id_smtp_inbound_tcp_port").fill(str(taken_port))
         page.get_by_role("button", name="Save", exact=True).click()
-        assert page.get_by_text(re.compile("Senders try port 25 by default")).first.is_visible()
+        expect(page.get_by_text(re.compile("Senders try port 25 by default")).first).to_be_visible()
         page.get_by_role("button", name="Save anyway").click()
         page.wait_for_url(re.compile(rf".*{server.get_absolute_url()}(#tab-[a-z-]+)?$"))
 

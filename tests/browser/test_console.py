@@ -62,7 +62,8 @@ def test_deleting_the_only_site_is_previewed_as_an_outage_and_then_shown_red(pag
     alert = page.locator(f"#server-{documents['server'].pk} .alert-danger.outage")
     assert alert.is_visible() and SITE_NOT_ENABLED in alert.inner_text()
     assert page.locator(f"#drift-flag-{documents['server'].pk}").inner_text() == "Outage"
-    alert.get_by_role("link", name="create an SMTP Inbound Site document").click()
+    with page.expect_navigation():
+        alert.get_by_role("link", name="create an SMTP Inbound Site document").click()
     assert page.url.endswith(reverse("directory:internetsite-create"))
 
 
@@ -73,7 +74,8 @@ def test_import_upload_shows_the_dry_run_report_then_applies(page, live_server, 
     upload.write_text(json.dumps(document))
     log_in(page, live_server)
     page.get_by_role("button", name="Directory").click()
-    page.get_by_role("link", name="Import and export").click()
+    with page.expect_navigation():
+        page.get_by_role("link", name="Import and export").click()
     assert "/import/" in page.url
     page.set_input_files("#id_file", str(upload))
     page.get_by_role("button", name="Check the file").click()
@@ -95,7 +97,8 @@ def test_manager_disables_a_user_who_then_cannot_log_in(page, live_server, docum
     other.goto(f"{live_server.url}/accounts/login/")
     other.fill("#id_username", "alice")
     other.fill("#id_password", PASSWORD)
-    other.locator("main form").get_by_role("button").first.click()
+    with other.expect_navigation():
+        other.locator("main form").get_by_role("button").first.click()
     assert "/accounts/login/" in other.url and other.locator(".alert-danger, .invalid-feedback, .errorlist").count() > 0
 
 
@@ -119,7 +122,8 @@ def test_totp_set_up_then_required_at_login(page, live_server, documents):
     page.goto(f"{live_server.url}/accounts/login/")
     page.fill("#id_username", "admin")
     page.fill("#id_password", PASSWORD)
-    page.locator("main form").get_by_role("button").first.click()
+    with page.expect_navigation():
+        page.locator("main form").get_by_role("button").first.click()
     assert "enter the current one-time code" in page.content()
     page.fill("#id_password", PASSWORD)
     page.fill("#id_otp_token", code(steps_ahead=1))

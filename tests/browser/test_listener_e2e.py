@@ -7,6 +7,7 @@ import time
 import pytest
 from django.contrib.auth.models import User
 from django.urls import reverse
+from playwright.sync_api import expect
 
 from tests.browser.test_server_document import PASSWORD, log_in
 from tests.smtpservice.conftest import free_port
@@ -45,7 +46,7 @@ def test_admin_moves_inbound_port_and_mail_on_the_new_port_reaches_the_mailbox(
     page.get_by_role("tab", name="Mail").click()
     page.locator("#id_smtp_inbound_tcp_port").fill(str(new_port))
     page.get_by_role("button", name="Save", exact=True).click()
-    assert page.get_by_text(re.compile("Senders try port 25 by default")).first.is_visible()
+    expect(page.get_by_text(re.compile("Senders try port 25 by default")).first).to_be_visible()
     page.get_by_role("button", name="Save anyway").click()
     page.wait_for_url(re.compile(rf".*{server.get_absolute_url()}(#tab-[a-z-]+)?$"))
 

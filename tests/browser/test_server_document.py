@@ -3,6 +3,7 @@ import re
 
 import pytest
 from django.contrib.auth.models import User
+from playwright.sync_api import expect
 
 from directory import forms
 from directory.models import AuditEntry
@@ -50,7 +51,7 @@ def test_admin_changes_inbound_port_on_mail_tab_and_finds_it_audited(page, live_
     page.get_by_role("button", name="Save", exact=True).click()
 
     warning = page.get_by_text(re.compile("Senders try port 25 by default")).first
-    assert warning.is_visible()
+    expect(warning).to_be_visible()
     server.refresh_from_db()
     assert server.smtp_inbound_tcp_port == 25, "a warning must not save before the admin confirms"
 
