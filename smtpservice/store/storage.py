@@ -11,6 +11,8 @@ import fcntl
 import functools
 import logging
 import os
+import select
+import stat
 import time
 from collections.abc import Callable, Iterator
 
@@ -90,11 +92,16 @@ def bounded(seconds: float, function: Callable, *args) -> object:
 
 WRITER_LOCK_SUFFIX = "-listener-writer"
 """Beside an SQLite database file: the lock the listener's workers take in turn to write (``one_writer``)."""
-_writer_locks: dict[str, int] = {}
+WAKE_SUFFIX = "-listener-writer-wake"
+"""Beside it, a named pipe: a worker that lets the lock go writes a byte there, which wakes the one waiting."""
+WAKE_CAP = 0.005
+"""Seconds a waiting worker sleeps at most between tries: a worker that died holding the lock wakes nobody."""
+_writer_locks: dict[str, tuple[int, int | None]] = {}
 
 
-def _writer_lock() -> int | None:
-    """This process's descriptor of the writer lock of the database in use, or None when not on an SQLite file."""
+def _writer_lock() -> tuple[int, int | None] | None:
+    """This process's descriptors of the writer lock of the database in use and of its wake-up pipe (None when
+    the file system has no named pipes), or None when not on an SQLite file."""
     connection = connections[DEFAULT_DB_ALIAS]
     if connection.vendor != "sqlite":
         return None
@@ -102,8 +109,25 @@ def _writer_lock() -> int | None:
     if connection.is_in_memory_db() or not os.path.isabs(name):
         return None
     if name not in _writer_locks:
-        _writer_locks[name] = os.open(name + WRITER_LOCK_SUFFIX, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        lock = os.open(name + WRITER_LOCK_SUFFIX, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        _writer_locks[name] = (lock, _wake_pipe(name + WAKE_SUFFIX))
     return _writer_locks[name]
+
+
+def _wake_pipe(path: str) -> int | None:
+    """The named pipe at ``path`` (made if missing), opened for reading and writing without ever blocking."""
+    try:
+        with contextlib.suppress(FileExistsError):
+            os.mkfifo(path, 0o600)
+        descriptor = os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as error:
+        log.warning("no wake-up pipe at %s (%s): the listener's workers poll the writer lock instead", path, error)
+        return None
+    if not stat.S_ISFIFO(os.fstat(descriptor).st_mode):
+        os.close(descriptor)
+        log.warning("%s is not a named pipe: the listener's workers poll the writer lock instead", path)
+        return None
+    return descriptor
 
 
 @contextlib.contextmanager
@@ -113,27 +137,42 @@ def one_writer(seconds: float) -> Iterator[None]:
     SQLite lets one writer in at a time and makes the others retry after sleeping 1, 2, 5, 10 ms and
     more: two workers writing batches that take a quarter of a millisecond spent most of their time
     asleep (docs/performance.md). A file lock is free the moment its holder lets go, and the kernel
-    releases it when the holder dies. Polled, not waited on, so the wait stays bounded (451, never a
-    hang) even if a holder were stopped. PostgreSQL needs none of this.
+    releases it when the holder dies. A waiting worker sleeps on the wake-up pipe, which the holder
+    writes to as it lets go: no polling, which cost CPU and the GIL under load, and a bounded wait (451,
+    never a hang) even if a holder were stopped. PostgreSQL needs none of this.
     """
-    descriptor = _writer_lock()
-    if descriptor is None:
+    descriptors = _writer_lock()
+    if descriptors is None:
         yield
         return
-    deadline, pause = time.monotonic() + seconds, 0.00005
+    lock, wake = descriptors
+    deadline = time.monotonic() + seconds
     while True:
         try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             break
         except BlockingIOError:
-            if time.monotonic() >= deadline:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 raise OperationalError("database is locked (another listener worker is writing)") from None
-            time.sleep(pause)
-            pause = min(pause * 2, 0.0002)
+            _sleep_until_woken(wake, min(remaining, WAKE_CAP))
     try:
         yield
     finally:
-        fcntl.flock(descriptor, fcntl.LOCK_UN)
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        if wake is not None:
+            with contextlib.suppress(BlockingIOError):  # full: nobody has waited for a while
+                os.write(wake, b"\0")
+
+
+def _sleep_until_woken(wake: int | None, seconds: float) -> None:
+    """Sleep until a worker lets the lock go, or ``seconds`` at most; without a pipe, a short sleep."""
+    if wake is None:
+        time.sleep(min(seconds, 0.0002))
+        return
+    if select.select([wake], [], [], seconds)[0]:
+        with contextlib.suppress(BlockingIOError):
+            os.read(wake, 4096)
 
 
 def bounded_write(seconds: float, function: Callable, *args) -> object:

@@ -9,9 +9,11 @@ import asyncio
 import contextlib
 import fcntl
 import os
+import select
 import smtplib
 import socket
 import sqlite3
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -272,13 +274,29 @@ def test_a_failing_commit_fails_every_message_of_its_batch_and_the_listener_keep
 
 @contextlib.contextmanager
 def another_worker_writing():
-    """Another worker of the listener holds the turn to write (``storage.one_writer``): SQLite only."""
+    """Another worker of the listener holds the turn to write (``storage.one_writer``), and wakes whoever waits
+    for it when it lets it go: SQLite only."""
     descriptor = os.open(connection.settings_dict["NAME"] + storage.WRITER_LOCK_SUFFIX, os.O_RDWR | os.O_CREAT)
     fcntl.flock(descriptor, fcntl.LOCK_EX)
     try:
         yield
     finally:
         fcntl.flock(descriptor, fcntl.LOCK_UN)
+        os.close(descriptor)
+        with wake_pipe() as wake:
+            os.write(wake, b"\0")
+
+
+@contextlib.contextmanager
+def wake_pipe():
+    """The named pipe on which the workers waiting for the turn to write sleep."""
+    path = connection.settings_dict["NAME"] + storage.WAKE_SUFFIX
+    with contextlib.suppress(FileExistsError):
+        os.mkfifo(path, 0o600)
+    descriptor = os.open(path, os.O_RDWR | os.O_NONBLOCK)
+    try:
+        yield descriptor
+    finally:
         os.close(descriptor)
 
 
@@ -314,6 +332,36 @@ def test_a_worker_that_keeps_the_turn_to_write_too_long_gets_the_clients_a_451_n
     assert elapsed < STORE_WAIT + 2, f"the client waited {elapsed:.1f} s"
     replies = {**held, **deliver_until_accepted(port, "turn-back")}
     assert_only_250_stored(replies)
+
+
+@pytest.mark.skipif("connection.vendor != 'sqlite'", reason="the workers take turns only on SQLite")
+def test_a_worker_waiting_for_the_turn_to_write_takes_it_as_soon_as_it_is_let_go_and_wakes_the_next(
+    transactional_db, monkeypatch,
+):
+    """The waiting worker sleeps on the wake-up pipe, not on a timer. With the longest sleep set to 5 s, it takes
+    the turn well within a second of the holder letting it go; and letting its own turn go, it wakes the next."""
+    monkeypatch.setattr(storage, "WAKE_CAP", 5.0)
+    took = []
+
+    def wait_for_the_turn():
+        with storage.one_writer(10):
+            took.append(time.monotonic())
+
+    waiter = threading.Thread(target=wait_for_the_turn)
+    with another_worker_writing():
+        waiter.start()
+        time.sleep(0.5)
+        assert not took, "the turn was taken while another worker held it"
+        released = time.monotonic()
+    waiter.join(10)
+    assert took and took[0] - released < 1.0, "the waiting worker slept on after the turn was let go"
+
+    with wake_pipe() as wake:
+        with contextlib.suppress(BlockingIOError):
+            os.read(wake, 4096)
+        with storage.one_writer(1):
+            assert not select.select([wake], [], [], 0)[0]
+        assert select.select([wake], [], [], 0)[0], "letting the turn go woke nobody"
 
 
 def read_replies(sock, count, timeout=10):
