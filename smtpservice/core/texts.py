@@ -10,7 +10,7 @@ import json
 import re
 from typing import TYPE_CHECKING
 
-from django.utils.translation import gettext
+from django.utils.translation import get_language, gettext
 
 if TYPE_CHECKING:
     from django.utils.functional import Promise
@@ -109,9 +109,18 @@ def _value(value: object) -> object:
     return value
 
 
+_explained: dict[tuple[str, str | None], Explained] = {}
+"""Explanations by msgid and language: the session machine explains every command it answers, mostly with the
+same few texts, and each one's stored form is made once (``Explained.stored``)."""
+
+
 def explain(msgid: str) -> Explained:
     """``gettext`` that remembers its msgid: the ``_`` of code whose texts are stored and read later."""
-    return Explained(gettext(msgid), msgid)
+    key = (msgid, get_language())
+    explained = _explained.get(key)
+    if explained is None:
+        explained = _explained[key] = Explained(gettext(msgid), msgid)
+    return explained
 
 
 def keep(text: object) -> object:
