@@ -9,6 +9,7 @@ fields are the JSON object's keys.
 The listener calls ``auth_failed`` for each refused AUTH and ``session_ended`` when a session closes.
 """
 import logging
+import logging.handlers
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -37,6 +38,36 @@ def line(event: str, fields: Iterable[tuple[str, Any]]) -> str:
 
 def emit(level: int, event: str, fields: list[tuple[str, Any]]) -> None:
     log.log(level, "%s", line(event, fields), extra={"event": event, **dict(fields)})
+
+
+BUFFERED_RECORDS = 500
+"""INFO lines a listener keeps before writing them out (``buffer_info_lines``)."""
+
+
+def buffer_info_lines() -> None:
+    """In a listener process: INFO lines are written out in batches, every ``ListenerService.poll_interval`` (a
+    quarter of a second) or every ``BUFFERED_RECORDS`` lines, a WARNING or worse at once, with what was kept
+    before it.
+
+    One INFO line ends every session; written one by one, each was a system call, during which the database
+    thread took the GIL from the event loop (docs/performance.md). The console's own processes and the tests
+    write as they log.
+    """
+    listener = logging.getLogger("smtpservice")
+    for handler in list(listener.handlers):
+        if not isinstance(handler, logging.handlers.MemoryHandler):
+            listener.removeHandler(handler)
+            listener.addHandler(logging.handlers.MemoryHandler(BUFFERED_RECORDS, logging.WARNING, handler))
+    # Neither the thread's name nor the caller's file and line are in any of the listener's formats.
+    logging.logThreads = False
+    logging.logMultiprocessing = False
+    logging._srcfile = None
+
+
+def flush() -> None:
+    """Write out the lines ``buffer_info_lines`` keeps."""
+    for handler in logging.getLogger("smtpservice").handlers:
+        handler.flush()
 
 
 def auth_failed(client: str, port: int, login: str, rule: str) -> None:

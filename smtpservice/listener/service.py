@@ -433,6 +433,7 @@ class ListenerService:
                 break
             except TimeoutError:
                 pass
+            events.flush()
             try:
                 changed = await self.refresh()
                 await self.reconcile(retry=not changed)
@@ -452,6 +453,7 @@ class ListenerService:
                 failing = False
         watcher.cancel()
         await self.shutdown()
+        events.flush()
 
     def stop(self) -> None:
         """Ask the listener to stop, from any thread, even before ``run`` has begun."""

@@ -6,6 +6,7 @@ import smtplib
 import socket
 import subprocess
 import sys
+import threading
 from urllib.parse import quote
 
 import pytest
@@ -119,3 +120,25 @@ def test_unknown_server_name_exits_non_zero_with_a_clear_message(configuration):
     assert result.returncode != 0
     assert "No Server document is named “nobody/Acme”." in result.stderr
     assert "started" not in result.stdout
+
+
+def test_each_session_s_log_line_is_written_while_the_listener_runs_not_kept_until_it_stops(make_server, configuration, jane, runsmtp):
+    """The listener writes its INFO lines in batches (docs/performance.md): a batch goes out every quarter of a
+    second, so an administrator following the log sees a session's line at once, with no traffic after it."""
+    server = make_server()
+    port = server.smtp_inbound_tcp_port
+    process = runsmtp("--server", server.name, "--grace", "1")
+    lines = []
+    reader = threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True)
+    reader.start()
+    wait_for_listener(process, port)
+    with smtplib.SMTP(LOCAL, port, local_hostname="client.example.org", timeout=10) as client:
+        client.sendmail("sender@example.org", ["jane@acme.test"], MESSAGE)
+    wait_until(lambda: any("event=session_end" in line and "messages=1" in line for line in lines), timeout=5,
+               message="the session's line was not written while the listener ran")
+    assert process.poll() is None
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=GRACE + 5) == 0
+    reader.join(5)
+    process.stdout.close()
+    process.stderr.close()

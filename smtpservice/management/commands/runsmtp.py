@@ -20,6 +20,7 @@ from django.utils.translation import gettext as _
 
 from smtpservice import metrics
 from smtpservice.core.limits import Limits
+from smtpservice.listener import events
 from smtpservice.listener.service import ListenerService
 from smtpservice.listener.supervisor import Plan
 from smtpservice.management.metrics_option import serve_metrics
@@ -67,6 +68,7 @@ class Command(BaseCommand):
             max_sessions=math.ceil(options["max_sessions"] / share),
             max_sessions_per_client=math.ceil(options["max_sessions_per_client"] / share),
         )
+        events.buffer_info_lines()
         service = ListenerService(options["server"], shutdown_grace=options["grace"], limits=limits, worker=options["worker"],
                                   workers=options["workers"], sessions_table=options["sessions_table"])
         server = serve_metrics(options["metrics"]) if options["worker"] is None else None
