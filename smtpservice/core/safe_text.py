@@ -5,6 +5,7 @@ PostgreSQL refuses NUL in text and in ``jsonb`` (``\\u0000``), and a lone surrog
 fail the message and every later heartbeat (docs/security.md). Pure functions, no ORM: the store applies
 them to every field it writes.
 """
+import json
 import re
 
 REPLACEMENT = "\ufffd"
@@ -41,11 +42,34 @@ def _replace(match: re.Match) -> str:
 
 
 def db_safe_json(value: object, marks: bool = False) -> object:
-    """A JSON value with every string in it (dictionary keys too) made safe by ``db_safe``."""
+    """A JSON value with every string in it (dictionary keys too) made safe by ``db_safe``.
+
+    Every session's log record passes through here with its events. Most hold nothing to replace, which one
+    encoding of the whole value tells at C speed: JSON writes a control character below U+0020 as an escape
+    (found by ``_ESCAPED_CONTROL``) and leaves the others, and lone surrogates, as they are (then the text is
+    not printable). Only a value where either is seen is walked string by string; an escaped backslash
+    before an ``n`` also sends a value there, which costs time, never safety.
+    """
+    try:
+        encoded = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return _walk(value, marks)
+    if encoded.isprintable() and not (_ESCAPED_CONTROL_BUT_MARKS if marks else _ESCAPED_CONTROL).search(encoded):
+        return value
+    return _walk(value, marks)
+
+
+def _walk(value: object, marks: bool) -> object:
     if isinstance(value, str):
         return db_safe(value, marks=marks)
     if isinstance(value, dict):
-        return {db_safe(key) if isinstance(key, str) else key: db_safe_json(item, marks) for key, item in value.items()}
+        return {db_safe(key, marks=marks) if isinstance(key, str) else key: _walk(item, marks) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [db_safe_json(item, marks) for item in value]
+        return [_walk(item, marks) for item in value]
     return value
+
+
+_ESCAPED_CONTROL = re.compile(r"\\(?:[bfnrt]|u00[01][0-9a-f])")
+"""How ``json.dumps`` writes the control characters below U+0020."""
+_ESCAPED_CONTROL_BUT_MARKS = re.compile(r"\\(?:[bfnrt]|u00(?:0[0-9a-f]|1[0-9a-d]))")
+"""The same, but for the marks of a stored explanation (U+001E and U+001F, ``STORED_TEXT_MARKS``)."""
