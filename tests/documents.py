@@ -14,10 +14,12 @@ def stored_credentials(name="mail1-cert", host_name="mail1.acme.test", days=397)
     return credentials
 
 
-def make_documents():
-    """One document of each type, the server using the credentials, secrets stored."""
+def make_documents(load_internet_sites: bool = False):
+    """One document of each type, the server using the credentials, secrets stored; with ``load_internet_sites``,
+    the server loads the Internet Site documents (the site-not-enabled rule applies)."""
     credentials = stored_credentials()
-    server = models.Server.objects.create(name="mail1/Acme", host_name="mail1.acme.test", tls_credentials=credentials)
+    server = models.Server.objects.create(name="mail1/Acme", host_name="mail1.acme.test", tls_credentials=credentials,
+                                          load_internet_sites=load_internet_sites)
     configuration = models.ConfigurationSettings.objects.create(
         server=None, local_domains=["acme.test"], relay_host="relay.acme.test", relay_auth="required",
         relay_auth_name="mail1", relay_auth_password=RELAY_PASSWORD,

@@ -22,9 +22,7 @@ SITE_NOT_ENABLED = "554 5.7.0 This site is not enabled on the server."
 
 @pytest.fixture
 def documents(db):
-    found = make_documents()
-    found["server"].load_internet_sites = True
-    found["server"].save()
+    found = make_documents(load_internet_sites=True)
     User.objects.create_superuser("admin", password=PASSWORD)
     return found
 
