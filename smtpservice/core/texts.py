@@ -109,6 +109,7 @@ def _value(value: object) -> object:
     return value
 
 
+MAX_KEPT_EXPLANATIONS = 10_000
 _explained: dict[tuple[str, str | None], Explained] = {}
 """Explanations by msgid and language: the session machine explains every command it answers, mostly with the
 same few texts, and each one's stored form is made once (``Explained.stored``)."""
@@ -119,7 +120,9 @@ def explain(msgid: str) -> Explained:
     key = (msgid, get_language())
     explained = _explained.get(key)
     if explained is None:
-        explained = _explained[key] = Explained(gettext(msgid), msgid)
+        explained = Explained(gettext(msgid), msgid)
+        if len(_explained) < MAX_KEPT_EXPLANATIONS:  # msgids are literals; a bound all the same
+            _explained[key] = explained
     return explained
 
 
