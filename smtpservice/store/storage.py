@@ -172,7 +172,7 @@ def _sleep_until_woken(wake: int | None, seconds: float) -> None:
         return
     if select.select([wake], [], [], seconds)[0]:
         with contextlib.suppress(BlockingIOError):
-            os.read(wake, 4096)
+            os.read(wake, 65536)  # every byte written since, the pipe's whole buffer at most
 
 
 def bounded_write(seconds: float, function: Callable, *args) -> object:
