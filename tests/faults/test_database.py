@@ -289,11 +289,9 @@ def another_worker_writing():
 
 @contextlib.contextmanager
 def wake_pipe():
-    """The named pipe on which the workers waiting for the turn to write sleep."""
-    path = connection.settings_dict["NAME"] + storage.WAKE_SUFFIX
-    with contextlib.suppress(FileExistsError):
-        os.mkfifo(path, 0o600)
-    descriptor = os.open(path, os.O_RDWR | os.O_NONBLOCK)
+    """The named pipe on which the workers waiting for the turn to write sleep, opened as a worker opens it."""
+    descriptor = storage._wake_pipe(connection.settings_dict["NAME"] + storage.WAKE_SUFFIX)
+    assert descriptor is not None, "the wake-up pipe could not be made"
     try:
         yield descriptor
     finally:
